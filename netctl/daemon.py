@@ -1,0 +1,486 @@
+"""The gateway daemon: applies commands, sweeps counters and expiry, reconciles the kernel.
+
+One thread does the work (the DHCP sniffer only queues sightings). Each burst
+of commands read from the stream becomes one nftables transaction; the state
+it changes and the acknowledgements are written to Redis together afterwards,
+only once the kernel has accepted the batch. A command that fails is
+acknowledged with its reason and never stops the loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netctl import netlink, ruleset
+from netctl.health import HealthSampler
+from netctl.nft import Nft, NftError
+from parvis.core.commands import Command, CommandError, Result, Verb, parse_command
+from parvis.core.config import Config
+from parvis.core.reconcile import plan
+from parvis.core.sessions import (
+    EndReason,
+    Session,
+    account,
+    end_reason_due,
+    forget_element,
+)
+from parvis.store import Store, StoreError, new_consumer_name
+
+log = logging.getLogger(__name__)
+
+MAX_IPV6_PER_CLIENT = 8  # privacy addresses rotate; keep the newest few
+COMMAND_BURST = 2000  # most commands taken from the stream at once (one transaction)
+SEEN_PRUNE_INTERVAL_S = 600
+
+Json = dict[str, Any]
+
+
+@dataclass
+class Change:
+    """What a burst of commands changes, kept aside until the kernel accepts it."""
+
+    sessions: dict[str, Session | None] = field(default_factory=dict)  # MAC -> new or ended
+    ended: dict[str, tuple[Session, EndReason]] = field(default_factory=dict)
+    blocked: dict[str, bool] = field(default_factory=dict)
+    trusted: dict[str, bool] = field(default_factory=dict)
+    nft: list[Json] = field(default_factory=list)
+    cut_addresses: list[str] = field(default_factory=list)
+
+
+class Gateway:
+    """netctl's state and work for one gateway."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        nft: Nft,
+        resolve_mac: Callable[[str], str | None] | None = None,
+        ipv6_neighbours: Callable[[], list[tuple[str, str]]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.nft = nft
+        self.clock = clock
+        lan = config.gateway.lan_interface
+        self.resolve_mac = resolve_mac or (lambda ip: netlink.mac_for_ipv4(lan, ip))
+        self.ipv6_neighbours = ipv6_neighbours or (lambda: netlink.ipv6_neighbours(lan))
+        self.sessions: dict[str, Session] = {}
+        self.blocked: set[str] = set()
+        self.trusted: set[str] = set()
+        self.consumer = new_consumer_name()
+        self.stats = {"commands_ok": 0, "commands_failed": 0, "sweeps": 0, "sweep_ms": 0.0}
+
+    # --- start-up and reconcile ---------------------------------------------------------------
+
+    @property
+    def all_blocked(self) -> set[str]:
+        return self.blocked | set(self.config.clients.blocked_macs)
+
+    @property
+    def all_trusted(self) -> set[str]:
+        return self.trusted | set(self.config.clients.trusted_macs)
+
+    def start(self) -> None:
+        """Load state from Redis and make the kernel match it in one transaction."""
+        self.store.ensure_group()
+        self.sessions = self.store.sessions()
+        self.blocked = self.store.mac_set("blocked")
+        self.trusted = self.store.mac_set("trusted")
+        kept, added, removed = self.reconcile(rebuild_table=True)
+        log.info("netctl started gateway=%s sessions=%d kept=%d added=%d removed=%d",
+                 self.config.gateway.id, len(self.sessions), kept, added, removed)
+
+    def reconcile(self, rebuild_table: bool) -> tuple[int, int, int]:
+        """Make the kernel hold exactly the sessions' elements; returns (kept, added, removed).
+
+        Elements already in the kernel are kept with their counters; their bytes
+        counted while netctl was away are folded into the sessions first.
+        """
+        now = self.clock()
+        actual = self.nft.client_elements() if self.nft.table_exists() else {}
+        for session in self.sessions.values():
+            account(session, actual, now)
+        ended = self._end_due(now)
+        changes = plan(self.sessions.values(), actual, now)
+        batch: list[Json] = []
+        if rebuild_table:
+            batch += ruleset.build_table(self.config, self.all_blocked, self.all_trusted)
+        batch += ruleset.delete_client_elements(changes.delete)
+        batch += ruleset.add_client_elements(changes.add)
+        try:
+            self.nft.apply(batch)
+        except NftError as error:
+            if not rebuild_table:
+                raise
+            # An incompatible table (an older layout, a hand edit) cannot be
+            # refreshed in place: start from a clean table, losing only counters.
+            log.warning("rebuilding table inet parvis from scratch error=%s", error)
+            actual = {}
+            changes = plan(self.sessions.values(), actual, now)
+            self.nft.apply(ruleset.delete_table() if self.nft.table_exists() else [])
+            self.nft.apply(ruleset.build_table(self.config, self.all_blocked, self.all_trusted)
+                           + ruleset.add_client_elements(changes.add))
+        by_mac = {s.mac: s for s in self.sessions.values()}
+        for element, _ in changes.add:
+            owner = by_mac.get(element.mac) if element.mac else self._session_by_ip(element.ip)
+            if owner is not None:
+                forget_element(owner, element)
+        self._persist(self.sessions.values(), ended)
+        return len(actual) - len(changes.delete), len(changes.add), len(changes.delete)
+
+    def _session_by_ip(self, ip: str) -> Session | None:
+        for session in self.sessions.values():
+            if session.ipv4 == ip or ip in session.ipv6:
+                return session
+        return None
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def handle_entries(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Apply a burst of stream entries as one transaction and acknowledge each."""
+        if not entries:
+            return
+        now = self.clock()
+        results: dict[str, Result] = {}
+        parsed: list[tuple[str, Command]] = []
+        for entry_id, fields in entries:
+            try:
+                parsed.append((entry_id, parse_command(fields)))
+            except CommandError as error:
+                results[entry_id] = Result(False, str(error))
+                log.warning("refused command id=%s reason=%s", entry_id, error)
+        change = Change()
+        staged: list[tuple[str, Command, Result]] = []
+        for entry_id, command in parsed:
+            staged.append((entry_id, command, self._prepare(command, change, now)))
+        try:
+            self.nft.apply(change.nft)
+        except NftError as error:
+            # One bad command must not sink the others: apply them one by one.
+            log.warning("batch of %d commands refused, applying one by one error=%s",
+                        len(staged), error)
+            for entry_id, command, _ in staged:
+                single = Change()
+                result = self._prepare(command, single, now)
+                if result.ok:
+                    try:
+                        self.nft.apply(single.nft)
+                    except NftError as single_error:
+                        result = Result(False, f"the firewall refused it: {single_error}")
+                    else:
+                        self._commit(single, now)
+                results[entry_id] = result
+            self._finish(entries, results)
+            return
+        self._commit(change, now)
+        for entry_id, _command, result in staged:
+            results[entry_id] = result
+        self._finish(entries, results, change)
+
+    def _finish(self, entries: list[tuple[str, dict[str, str]]], results: dict[str, Result],
+                change: Change | None = None) -> None:
+        pipe = self.store.pipeline()
+        if change is not None:
+            self._persist_change(change, pipe)
+        self.store.acknowledge(((entry_id, results[entry_id]) for entry_id, _ in entries), pipe)
+        self.store.execute(pipe)
+        for result in results.values():
+            self.stats["commands_ok" if result.ok else "commands_failed"] += 1
+
+    def _current(self, change: Change, mac: str) -> Session | None:
+        if mac in change.sessions:
+            return change.sessions[mac]
+        return self.sessions.get(mac)
+
+    def _find(self, change: Change, ip: str | None, mac: str | None) -> Session | None:
+        if mac is not None:
+            return self._current(change, mac)
+        for candidate_mac in {*self.sessions, *change.sessions}:
+            session = self._current(change, candidate_mac)
+            if session is not None and session.ipv4 == ip:
+                return session
+        return None
+
+    def _is(self, change: Change, which: str, mac: str) -> bool:
+        overlay = change.blocked if which == "blocked" else change.trusted
+        if mac in overlay:
+            return overlay[mac] or mac in (self.config.clients.blocked_macs if which == "blocked"
+                                           else self.config.clients.trusted_macs)
+        return mac in (self.all_blocked if which == "blocked" else self.all_trusted)
+
+    def _end(self, change: Change, session: Session, reason: EndReason) -> None:
+        change.sessions[session.mac] = None
+        change.ended[session.mac] = (session, reason)
+        change.nft += ruleset.delete_client_elements(session.elements())
+        change.cut_addresses += [session.ipv4, *session.ipv6]
+
+    def _prepare(self, command: Command, change: Change, now: float) -> Result:
+        """Stage one command into ``change``; the Result it will get if the batch lands."""
+        try:
+            if command.verb is Verb.AUTHORIZE:
+                return self._prepare_authorize(command, change, now)
+            if command.verb is Verb.DEAUTHORIZE:
+                session = self._find(change, str(command.ip) if command.ip else None, command.mac)
+                if session is None:
+                    target = command.mac or command.ip
+                    return Result(False, f"no authorised client at {target}")
+                self._end(change, session, EndReason.ADMIN_RESET)
+                return Result(True, f"deauthorised {session.ipv4} ({session.mac})",
+                              {"ip": session.ipv4, "mac": session.mac})
+            assert command.mac is not None
+            return self._prepare_mac_list(command, command.mac, change)
+        except netlink.NetlinkError as error:
+            return Result(False, f"could not read the gateway's neighbour table: {error}")
+
+    def _prepare_authorize(self, command: Command, change: Change, now: float) -> Result:
+        assert command.ip is not None
+        ip = str(command.ip)
+        lan = self.config.gateway.lan_interface
+        known = self.resolve_mac(ip)
+        if command.mac is not None and known is not None and known != command.mac:
+            return Result(False, f"address {ip} belongs to another device on the LAN")
+        mac = command.mac or known
+        if mac is None:
+            return Result(False, f"no device answers at {ip} on {lan}")
+        if self._is(change, "blocked", mac):
+            return Result(False, f"device {mac} is blocked")
+        existing = self._current(change, mac)
+        if existing is not None and existing.ipv4 == ip:
+            return Result(True, f"{ip} ({mac}) is already authorised",
+                          {"ip": ip, "mac": mac, "expires_at": existing.expires_at})
+        holder = self._find(change, ip, None)
+        if holder is not None and holder.mac != mac:
+            # The address moved to another device (DHCP reassigned it): the old session ends.
+            self._end(change, holder, EndReason.LOST_CARRIER)
+        if existing is not None:
+            self._end(change, existing, EndReason.LOST_CARRIER)
+        hard = command.timeout_s or self.config.session.hard_timeout_s
+        ipv6 = [a for a, m in self._safe_ipv6_neighbours() if m == mac][-MAX_IPV6_PER_CLIENT:]
+        session = Session(
+            mac=mac, ipv4=ip, ipv6=ipv6, started_at=now, expires_at=now + hard,
+            idle_timeout_s=self.config.session.idle_timeout_s, last_activity_at=now,
+            authorized_by=command.by,
+        )
+        change.sessions[mac] = session
+        change.nft += ruleset.add_client_elements((e, hard) for e in session.elements())
+        return Result(True, f"authorised {ip} ({mac}) for {hard} s",
+                      {"ip": ip, "mac": mac, "expires_at": session.expires_at})
+
+    def _prepare_mac_list(self, command: Command, mac: str, change: Change) -> Result:
+        verb = command.verb
+        which = "blocked" if verb in (Verb.BLOCK, Verb.UNBLOCK) else "trusted"
+        present = verb in (Verb.BLOCK, Verb.TRUST)
+        configured = (self.config.clients.blocked_macs if which == "blocked"
+                      else self.config.clients.trusted_macs)
+        if not present and mac in configured:
+            return Result(False, f"{mac} is {which} by {self.config.path} "
+                                 f"([clients] {which}_macs); remove it there")
+        if present and verb is Verb.TRUST and self._is(change, "blocked", mac):
+            return Result(False, f"{mac} is blocked; unblock it first")
+        if self._is(change, which, mac) == present:
+            return Result(True, f"{mac} was already {'' if present else 'not '}{which}")
+        overlay = change.blocked if which == "blocked" else change.trusted
+        overlay[mac] = present
+        set_name = ruleset.BLOCKED_MACS if which == "blocked" else ruleset.TRUSTED_MACS
+        change.nft += ruleset.mac_set_change(set_name, mac, present)
+        if verb is Verb.BLOCK:
+            if self._is(change, "trusted", mac):
+                change.trusted[mac] = False
+                change.nft += ruleset.mac_set_change(ruleset.TRUSTED_MACS, mac, False)
+            session = self._current(change, mac)
+            if session is not None:
+                self._end(change, session, EndReason.ADMIN_RESET)
+            change.cut_addresses += self._addresses_of(mac)
+        if verb is Verb.UNTRUST:
+            change.cut_addresses += self._addresses_of(mac)
+        return Result(True, f"{mac} {'is now' if present else 'is no longer'} {which}")
+
+    def _addresses_of(self, mac: str) -> list[str]:
+        """Addresses a MAC is known at, from the neighbour tables (for cutting connections)."""
+        found = [a for a, m in self._safe_ipv6_neighbours() if m == mac]
+        for seen_mac, info in self._safe_seen().items():
+            if seen_mac == mac and info.get("ipv4"):
+                found.append(str(info["ipv4"]))
+        return found
+
+    def _safe_ipv6_neighbours(self) -> list[tuple[str, str]]:
+        try:
+            return self.ipv6_neighbours()
+        except netlink.NetlinkError as error:
+            log.warning("cannot read IPv6 neighbours error=%s", error)
+            return []
+
+    def _safe_seen(self) -> dict[str, dict[str, Any]]:
+        try:
+            return self.store.seen()
+        except StoreError:
+            return {}
+
+    def _commit(self, change: Change, now: float) -> None:
+        """The kernel accepted the batch: make the in-memory state follow."""
+        for mac, session in change.sessions.items():
+            if session is None:
+                self.sessions.pop(mac, None)
+            else:
+                self.sessions[mac] = session
+                log.info("session started mac=%s ip=%s expires_in_s=%d by=%s", mac,
+                         session.ipv4, round(session.expires_at - now),
+                         session.authorized_by or "-")
+        for mac, (session, reason) in change.ended.items():
+            log.info("session ended mac=%s ip=%s reason=%s duration_s=%d bytes_up=%d "
+                     "bytes_down=%d", mac, session.ipv4, reason.value,
+                     round(now - session.started_at), session.bytes_up, session.bytes_down)
+        for mac, present in change.blocked.items():
+            (self.blocked.add if present else self.blocked.discard)(mac)
+            log.info("device %s mac=%s", "blocked" if present else "unblocked", mac)
+        for mac, present in change.trusted.items():
+            (self.trusted.add if present else self.trusted.discard)(mac)
+            log.info("device %s mac=%s", "trusted" if present else "untrusted", mac)
+        self._cut(change.cut_addresses)
+
+    def _cut(self, addresses: Iterable[str]) -> None:
+        addresses = [a for a in addresses if a]
+        if not addresses:
+            return
+        try:
+            count = netlink.forget_connections(addresses)
+            log.debug("conntrack entries removed count=%d", count)
+        except netlink.NetlinkError as error:
+            log.warning("could not cut connections addresses=%s error=%s", addresses, error)
+
+    def _persist_change(self, change: Change, pipe: Any) -> None:
+        self.store.save_sessions([s for s in change.sessions.values() if s is not None], pipe)
+        self.store.delete_sessions([m for m, s in change.sessions.items() if s is None], pipe)
+        for mac, present in change.blocked.items():
+            self.store.change_mac_set("blocked", mac, present, pipe)
+        for mac, present in change.trusted.items():
+            self.store.change_mac_set("trusted", mac, present, pipe)
+
+    def _persist(self, changed: Iterable[Session],
+                 ended: dict[str, tuple[Session, EndReason]]) -> None:
+        pipe = self.store.pipeline()
+        self.store.save_sessions(changed, pipe)
+        self.store.delete_sessions(ended, pipe)
+        self.store.execute(pipe)
+
+    # --- sweep ---------------------------------------------------------------------------------
+
+    def _end_due(self, now: float) -> dict[str, tuple[Session, EndReason]]:
+        ended: dict[str, tuple[Session, EndReason]] = {}
+        for mac, session in list(self.sessions.items()):
+            reason = end_reason_due(session, now)
+            if reason is not None:
+                ended[mac] = (session, reason)
+                del self.sessions[mac]
+        for mac, (session, reason) in ended.items():
+            log.info("session ended mac=%s ip=%s reason=%s duration_s=%d bytes_up=%d "
+                     "bytes_down=%d", mac, session.ipv4, reason.value,
+                     round(now - session.started_at), session.bytes_up, session.bytes_down)
+        return ended
+
+    def sweep(self) -> None:
+        """Read every counter in one call; account, learn IPv6, expire, repair the kernel."""
+        started = time.perf_counter()
+        now = self.clock()
+        if not self.nft.table_exists():
+            log.warning("table inet parvis is missing; rebuilding it")
+            self.reconcile(rebuild_table=True)
+            return
+        readings = self.nft.client_elements()
+        changed: dict[str, Session] = {}
+        for session in self.sessions.values():
+            if account(session, readings, now):
+                changed[session.mac] = session
+        self._learn_ipv6(changed)
+        ended = self._end_due(now)
+        for mac in ended:
+            changed.pop(mac, None)
+        changes = plan(self.sessions.values(), readings, now)
+        batch = ruleset.delete_client_elements(changes.delete)
+        batch += ruleset.add_client_elements(changes.add)
+        if changes.add:
+            log.info("restoring missing firewall elements count=%d", len(changes.add))
+        self.nft.apply(batch)
+        for element, _ in changes.add:
+            owner = self.sessions.get(element.mac) if element.mac else self._session_by_ip(
+                element.ip)
+            if owner is not None:
+                forget_element(owner, element)
+                changed[owner.mac] = owner
+        self._cut(a for session, _ in ended.values() for a in (session.ipv4, *session.ipv6))
+        self._persist(changed.values(), ended)
+        self.stats["sweeps"] += 1
+        self.stats["sweep_ms"] = round((time.perf_counter() - started) * 1000, 2)
+
+    def _learn_ipv6(self, changed: dict[str, Session]) -> None:
+        """Give an authorised device's IPv6 addresses (SLAAC, privacy) the same access."""
+        for address, mac in self._safe_ipv6_neighbours():
+            session = self.sessions.get(mac)
+            if session is None or address in session.ipv6:
+                continue
+            if ipaddress.ip_address(address).version != 6:
+                continue
+            session.ipv6 = (session.ipv6 + [address])[-MAX_IPV6_PER_CLIENT:]
+            changed[mac] = session
+            log.info("IPv6 address learnt mac=%s ip6=%s", mac, address)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, sampler: HealthSampler,
+            drain_sightings: Callable[[], list[tuple[str, str | None, float]]] | None = None
+            ) -> None:
+        """Serve until ``stop`` is set; a failed pass is logged and retried, never fatal."""
+        interval = self.config.netctl.sweep_interval_s
+        health_interval = self.config.netctl.health_interval_s
+        next_sweep = 0.0
+        next_health = 0.0
+        next_prune = 0.0
+        pending_first = True
+        while not stop.is_set():
+            try:
+                if pending_first:
+                    # Commands read before a crash but never acknowledged come first.
+                    self.handle_entries(self.store.read_commands(self.consumer, 0, COMMAND_BURST,
+                                                                 pending=True))
+                    pending_first = False
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self.sweep()
+                    next_sweep = now + interval
+                if now >= next_health:
+                    self.store.publish_health(
+                        sampler.snapshot({"sessions": len(self.sessions), **self.stats}),
+                        ttl_s=max(10, round(health_interval * 3)))
+                    next_health = now + health_interval
+                if drain_sightings is not None:
+                    sightings = drain_sightings()
+                    if sightings:
+                        self.store.record_seen(sightings)
+                if now >= next_prune:
+                    self.store.prune_seen(self.clock())
+                    next_prune = now + SEEN_PRUNE_INTERVAL_S
+                wait_ms = int(max(1, min(next_sweep, next_health) - time.monotonic()) * 1000)
+                wait_ms = max(10, min(wait_ms, 1000))
+                entries = self.store.read_commands(self.consumer, wait_ms, COMMAND_BURST)
+                self.handle_entries(entries)
+            except StoreError as error:
+                log.error("redis unavailable, clients keep their access; retrying error=%s",
+                          error)
+                pending_first = True
+                stop.wait(1.0)
+            except NftError as error:
+                log.error("firewall update failed; retrying error=%s batch_len=%d",
+                          error, len(error.batch))
+                stop.wait(1.0)
+            except Exception:
+                # The loop must survive anything one pass throws; the log carries the trace.
+                log.exception("unexpected error in netctl's loop; continuing")
+                stop.wait(1.0)

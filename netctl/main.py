@@ -1,0 +1,139 @@
+"""``parvis-netctl``: the gateway daemon's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import parvis
+from parvis.core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_problem, load_config
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("netctl")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parvis-netctl",
+        description="Parvis gateway daemon: enforces access, counts usage, obeys commands "
+                    "from Redis. SIGTERM leaves authorised clients in place.",
+    )
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--flush", action="store_true",
+                        help="remove the nftables table netctl created, then exit")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the configuration (interfaces, Redis) and exit")
+    parser.add_argument("--version", action="version", version=f"parvis {parvis.__version__}")
+    return parser
+
+
+def check_environment(config: Config) -> list[str]:
+    """Problems with the world the configuration describes: interfaces and Redis."""
+    from netctl.netlink import interface_index
+    from parvis.store import check_reachable
+
+    problems = []
+    for key in ("lan_interface", "wan_interface"):
+        name = getattr(config.gateway, key)
+        if interface_index(name) is None:
+            problems.append(config_problem(
+                config.path, "gateway", key, f"no interface named {name!r} on this host",
+                "an existing network interface (see `ip link`)"))
+    reason = check_reachable(config.redis.url, config.redis.timeout_s)
+    if reason is not None:
+        problems.append(config_problem(
+            config.path, "redis", "url", f"cannot reach {config.redis.url} ({reason})",
+            "a running Redis server at that URL"))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the daemon; exit 2 on a configuration problem, 1 on a failure."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"parvis-netctl: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=config.netctl.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Flushing needs neither Redis nor the interfaces: it must work on a broken host.
+    if args.flush:
+        return _flush()
+    problems = check_environment(config)
+    if problems:
+        for problem in problems:
+            print(f"parvis-netctl: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        print(f"parvis-netctl: {config.path}: configuration OK")
+        return EXIT_OK
+    return _serve(config)
+
+
+def _flush() -> int:
+    from netctl import ruleset
+    from netctl.nft import Nft, NftError
+
+    nft = Nft()
+    if not nft.table_exists():
+        log.info("nothing to flush: table inet parvis is not there")
+        return EXIT_OK
+    try:
+        nft.apply(ruleset.delete_table())
+    except NftError as error:
+        print(f"parvis-netctl: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("flushed: table inet parvis removed")
+    return EXIT_OK
+
+
+def _serve(config: Config) -> int:
+    from netctl.daemon import Gateway
+    from netctl.health import HealthSampler
+    from netctl.nft import Nft, NftError
+    from netctl.wire import DhcpWatcher
+    from parvis.store import Store, StoreError, connect
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping on %s; clients keep their access", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
+    gateway = Gateway(config, store, Nft())
+    try:
+        gateway.start()
+    except (StoreError, NftError) as error:
+        log.error("could not start: %s", error)
+        return EXIT_FAILED
+    watcher = DhcpWatcher(config.gateway.lan_interface)
+    try:
+        watcher.start()
+    except (OSError, RuntimeError) as error:
+        log.warning("DHCP watching unavailable error=%s", error)
+    sampler = HealthSampler(config.gateway.id,
+                            [config.gateway.lan_interface, config.gateway.wan_interface])
+    try:
+        gateway.run(stop, sampler, watcher.drain)
+    finally:
+        watcher.stop()
+    log.info("netctl stopped gateway=%s sessions=%d", config.gateway.id, len(gateway.sessions))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""The Parvis configuration: one TOML file read into frozen dataclasses, validated once.
+
+Every error names the file, the section and key, what is wrong and what is
+expected: ``FILE: [section] key: problem, expected …``. Unknown keys are errors,
+so a typo never silently falls back to a default. Checks that need the outside
+world (does the interface exist, does Redis answer) are done by the programs
+that need them, with :func:`config_problem` to format their message the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from parvis.core.addresses import AddressError, parse_mac
+
+DEFAULT_CONFIG_PATH = Path("/etc/parvis/parvis.toml")
+
+_GATEWAY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,15}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already formatted for the administrator."""
+
+
+def config_problem(path: Path | str, section: str, key: str, problem: str, expected: str) -> str:
+    """Format one configuration problem the way every Parvis program reports it."""
+    where = f"[{section}] {key}" if key else f"[{section}]"
+    return f"{path}: {where}: {problem}, expected {expected}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The gateway itself: its identity and the interfaces it controls."""
+
+    id: str
+    lan_interface: str
+    wan_interface: str
+    masquerade: bool = True
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """Where unauthorised clients' web traffic is sent."""
+
+    address: ipaddress.IPv4Address
+    address6: ipaddress.IPv6Address | None = None
+    http_port: int = 8080
+    https_port: int = 8443
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """The Redis server shared by the portal, netctl and parvisctl."""
+
+    url: str = "unix:///run/parvis/redis.sock"
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """The default session policy (plans refine it in a later release)."""
+
+    hard_timeout_s: int = 4 * 3600
+    idle_timeout_s: int = 20 * 60
+
+
+@dataclass(frozen=True)
+class WalledGardenConfig:
+    """Destinations reachable before login."""
+
+    cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClientsConfig:
+    """Devices treated specially whatever the sessions say."""
+
+    trusted_macs: tuple[str, ...] = ()
+    blocked_macs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetctlConfig:
+    """How the gateway daemon paces its work."""
+
+    sweep_interval_s: float = 2.0
+    health_interval_s: float = 5.0
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path
+    gateway: GatewayConfig
+    portal: PortalConfig
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    walled_garden: WalledGardenConfig = field(default_factory=WalledGardenConfig)
+    clients: ClientsConfig = field(default_factory=ClientsConfig)
+    netctl: NetctlConfig = field(default_factory=NetctlConfig)
+
+
+T = TypeVar("T")
+
+
+class _Section:
+    """Reads the keys of one TOML table, collecting the first problem found."""
+
+    def __init__(self, path: Path, name: str, table: Mapping[str, Any], known: set[str]) -> None:
+        self.path = path
+        self.name = name
+        self.table = table
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                config_problem(
+                    path, name, unknown[0], "unknown key", f"one of {', '.join(sorted(known))}"
+                )
+            )
+
+    def fail(self, key: str, problem: str, expected: str) -> ConfigError:
+        return ConfigError(config_problem(self.path, self.name, key, problem, expected))
+
+    def get(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        expected: str,
+        default: T | None = None,
+        required: bool = False,
+    ) -> T:
+        if key not in self.table:
+            if required:
+                raise self.fail(key, "missing", expected)
+            return default  # type: ignore[return-value]
+        value = self.table[key]
+        # bool is an int in Python; a TOML `true` is never a valid number here.
+        if isinstance(value, bool) and kind is not bool:
+            raise self.fail(key, f"wrong type (got boolean {value!r})", expected)
+        if not isinstance(value, kind):
+            raise self.fail(key, f"wrong type (got {_toml_type(value)} {value!r})", expected)
+        return value  # type: ignore[return-value]
+
+    def number(
+        self, key: str, default: float, low: float, high: float, integer: bool = False
+    ) -> float:
+        kinds: tuple[type, ...] = (int,) if integer else (int, float)
+        word = "a whole number" if integer else "a number"
+        expected = f"{word} from {_fmt(low)} to {_fmt(high)}"
+        value = self.get(key, kinds, expected, default)
+        if not low <= value <= high:
+            raise self.fail(key, f"{value!r} is out of range", expected)
+        return value
+
+    def parsed(self, key: str, parse: Callable[[str], T], expected: str, default: T) -> T:
+        if key not in self.table:
+            return default
+        text = self.get(key, str, expected)
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise self.fail(key, f"{text!r} is not valid ({error})", expected) from None
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _toml_type(value: object) -> str:
+    return {
+        str: "string",
+        int: "integer",
+        float: "float",
+        bool: "boolean",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the TOML file at ``path``; raise ConfigError on any problem."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found, expected a Parvis TOML configuration "
+                          f"(see config/parvis.example.toml)") from None
+    except PermissionError:
+        raise ConfigError(
+            f"{path}: permission denied, expected a file this user can read") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error}), expected TOML syntax") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Config:
+    """Validate an already-decoded TOML document; raise ConfigError on the first problem."""
+    path = Path(path)
+    sections = {"gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl"}
+    for name in sorted(data):
+        if name not in sections:
+            raise ConfigError(config_problem(path, name, "", "unknown section",
+                                             f"one of {', '.join(sorted(sections))}"))
+        if not isinstance(data[name], dict):
+            raise ConfigError(config_problem(path, name, "", f"is a {_toml_type(data[name])}",
+                                             "a table ([" + name + "])"))
+    for required in ("gateway", "portal"):
+        if required not in data:
+            raise ConfigError(config_problem(path, required, "", "section missing",
+                                             f"a [{required}] table"))
+
+    def table(name: str) -> Mapping[str, Any]:
+        value = data.get(name, {})
+        assert isinstance(value, dict)
+        return value
+
+    return Config(
+        path=path,
+        gateway=_gateway(_Section(path, "gateway", table("gateway"),
+                                  {"id", "lan_interface", "wan_interface", "masquerade"})),
+        portal=_portal(_Section(path, "portal", table("portal"),
+                                {"address", "address6", "http_port", "https_port"})),
+        redis=_redis(_Section(path, "redis", table("redis"), {"url", "timeout_s"})),
+        session=_session(_Section(path, "session", table("session"),
+                                  {"hard_timeout_s", "idle_timeout_s"})),
+        walled_garden=_walled_garden(_Section(path, "walled_garden", table("walled_garden"),
+                                              {"cidrs"})),
+        clients=_clients(_Section(path, "clients", table("clients"),
+                                  {"trusted_macs", "blocked_macs"})),
+        netctl=_netctl(_Section(path, "netctl", table("netctl"),
+                                {"sweep_interval_s", "health_interval_s", "log_level"})),
+    )
+
+
+def _interface(section: _Section, key: str) -> str:
+    expected = "an interface name of 1 to 15 characters (e.g. \"br-lan\")"
+    name = section.get(key, str, expected, required=True)
+    if not _IFNAME_RE.match(name):
+        raise section.fail(key, f"{name!r} is not an interface name", expected)
+    return name
+
+
+def _gateway(s: _Section) -> GatewayConfig:
+    expected_id = "1 to 32 lower-case letters, digits or dashes (e.g. \"plessisville-1\")"
+    gateway_id = s.get("id", str, expected_id, required=True)
+    if not _GATEWAY_ID_RE.match(gateway_id):
+        raise s.fail("id", f"{gateway_id!r} is not a valid gateway id", expected_id)
+    lan = _interface(s, "lan_interface")
+    wan = _interface(s, "wan_interface")
+    if lan == wan:
+        raise s.fail("wan_interface", f"{wan!r} is also the LAN interface",
+                     "an interface other than lan_interface")
+    return GatewayConfig(
+        id=gateway_id,
+        lan_interface=lan,
+        wan_interface=wan,
+        masquerade=s.get("masquerade", bool, "true or false", True),
+    )
+
+
+def _portal(s: _Section) -> PortalConfig:
+    expected4 = "an IPv4 address (e.g. \"10.77.0.1\")"
+    address = s.parsed("address", ipaddress.IPv4Address, expected4, None)
+    if address is None:
+        raise s.fail("address", "missing", expected4)
+    address6 = s.parsed("address6", ipaddress.IPv6Address,
+                        "an IPv6 address (e.g. \"fd77::1\")", None)
+    http_port = int(s.number("http_port", 8080, 1, 65535, integer=True))
+    https_port = int(s.number("https_port", 8443, 1, 65535, integer=True))
+    if http_port == https_port:
+        raise s.fail("https_port", f"{https_port} is also http_port", "a different port")
+    return PortalConfig(address=address, address6=address6, http_port=http_port,
+                        https_port=https_port)
+
+
+def _redis(s: _Section) -> RedisConfig:
+    expected = "a redis://, rediss:// or unix:// URL"
+    url = s.get("url", str, expected, RedisConfig.url)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise s.fail("url", f"{url!r} is not a Redis URL", expected)
+    return RedisConfig(url=url, timeout_s=s.number("timeout_s", 2.0, 0.1, 60))
+
+
+def _session(s: _Section) -> SessionConfig:
+    hard = int(s.number("hard_timeout_s", SessionConfig.hard_timeout_s, 60, 7 * 86400,
+                        integer=True))
+    idle = int(s.number("idle_timeout_s", SessionConfig.idle_timeout_s, 0, 7 * 86400,
+                        integer=True))
+    return SessionConfig(hard_timeout_s=hard, idle_timeout_s=idle)
+
+
+def _walled_garden(s: _Section) -> WalledGardenConfig:
+    expected = "a list of CIDRs (e.g. [\"203.0.113.0/24\", \"2001:db8::/48\"])"
+    items = s.get("cidrs", list, expected, [])
+    cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise s.fail("cidrs", f"wrong type (got {_toml_type(item)} {item!r} in the list)",
+                         expected)
+        try:
+            cidrs.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as error:
+            raise s.fail("cidrs", f"{item!r} is not a network ({error})", expected) from None
+    return WalledGardenConfig(cidrs=tuple(cidrs))
+
+
+def _mac_list(s: _Section, key: str) -> tuple[str, ...]:
+    expected = "a list of MAC addresses (e.g. [\"02:00:5e:10:00:01\"])"
+    items = s.get(key, list, expected, [])
+    macs = []
+    for item in items:
+        try:
+            macs.append(parse_mac(item))
+        except AddressError as error:
+            raise s.fail(key, str(error), expected) from None
+    return tuple(dict.fromkeys(macs))
+
+
+def _clients(s: _Section) -> ClientsConfig:
+    trusted = _mac_list(s, "trusted_macs")
+    blocked = _mac_list(s, "blocked_macs")
+    both = sorted(set(trusted) & set(blocked))
+    if both:
+        raise s.fail("blocked_macs", f"{both[0]} is also in trusted_macs",
+                     "each MAC in at most one of the two lists")
+    return ClientsConfig(trusted_macs=trusted, blocked_macs=blocked)
+
+
+def _netctl(s: _Section) -> NetctlConfig:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    level = s.get("log_level", str, f"one of {', '.join(levels)}", "INFO")
+    if level.upper() not in levels:
+        raise s.fail("log_level", f"{level!r} is not a log level", f"one of {', '.join(levels)}")
+    return NetctlConfig(
+        sweep_interval_s=s.number("sweep_interval_s", 2.0, 0.2, 300),
+        health_interval_s=s.number("health_interval_s", 5.0, 1, 300),
+        log_level=level.upper(),
+    )

@@ -1,0 +1,155 @@
+"""Client sessions on a gateway: what they hold, how their bytes are counted, when they end.
+
+Pure domain logic: no Redis, no nftables. netctl owns the sessions of its
+gateway; the store adapter persists them as JSON and the nft adapter reads
+the kernel counters that :func:`account` folds in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class EndReason(StrEnum):
+    """Why a session ended, in RADIUS Acct-Terminate-Cause words."""
+
+    USER_REQUEST = "User-Request"
+    IDLE_TIMEOUT = "Idle-Timeout"
+    SESSION_TIMEOUT = "Session-Timeout"
+    ADMIN_RESET = "Admin-Reset"
+    LOST_CARRIER = "Lost-Carrier"
+
+
+class ClientSet(StrEnum):
+    """The nftables sets that hold authorised clients, by direction and family.
+
+    Upstream sets are keyed by (address, MAC) so that a spoofed address with
+    another MAC does not match; downstream sets by address, because the
+    destination MAC is not known yet when a packet is forwarded to the LAN.
+    Each element carries its own counter and the session's hard timeout.
+    """
+
+    UP4 = "clients4_up"
+    DOWN4 = "clients4_down"
+    UP6 = "clients6_up"
+    DOWN6 = "clients6_down"
+
+    @property
+    def upstream(self) -> bool:
+        return self in (ClientSet.UP4, ClientSet.UP6)
+
+
+@dataclass(frozen=True, order=True)
+class Element:
+    """One element of a client set: an address, and the MAC for upstream sets."""
+
+    set: ClientSet
+    ip: str
+    mac: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable text key, used to remember this element's last counter reading."""
+        return f"{self.set.value} {self.ip}" + (f" {self.mac}" if self.mac else "")
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A kernel counter reading."""
+
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class Session:
+    """An authorised device on one gateway."""
+
+    mac: str
+    ipv4: str
+    started_at: float
+    expires_at: float
+    idle_timeout_s: int
+    last_activity_at: float
+    ipv6: list[str] = field(default_factory=list)
+    bytes_up: int = 0
+    bytes_down: int = 0
+    packets_up: int = 0
+    packets_down: int = 0
+    authorized_by: str = ""
+    # The last counter reading taken from each kernel element, by Element.key:
+    # what lets a restarted netctl count only the bytes it has not yet counted.
+    kernel: dict[str, list[int]] = field(default_factory=dict)
+
+    def elements(self) -> list[Element]:
+        """Every kernel element this session needs."""
+        elements = [Element(ClientSet.UP4, self.ipv4, self.mac),
+                    Element(ClientSet.DOWN4, self.ipv4)]
+        for ip6 in self.ipv6:
+            elements.append(Element(ClientSet.UP6, ip6, self.mac))
+            elements.append(Element(ClientSet.DOWN6, ip6))
+        return elements
+
+    def remaining_s(self, now: float) -> int:
+        """Whole seconds left before the hard timeout (at least 1, for the kernel)."""
+        return max(1, math.ceil(self.expires_at - now))
+
+    def to_json(self) -> str:
+        """Serialise for the store."""
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Session:
+        """Read what :meth:`to_json` wrote."""
+        body: dict[str, Any] = json.loads(text)
+        return cls(**body)
+
+
+def account(session: Session, readings: dict[Element, Counter], now: float) -> bool:
+    """Fold the kernel's counter readings for this session's elements into its totals.
+
+    A reading lower than the one remembered means the element was re-created
+    (its counter restarted from zero), so the whole reading is new. Returns
+    True when anything changed. Upstream bytes count as activity.
+    """
+    changed = False
+    for element in session.elements():
+        reading = readings.get(element)
+        if reading is None:
+            continue
+        last = session.kernel.get(element.key)
+        if last is None or reading.bytes < last[1] or reading.packets < last[0]:
+            delta = reading
+        else:
+            delta = Counter(reading.packets - last[0], reading.bytes - last[1])
+        if last is None or delta.packets or delta.bytes:
+            session.kernel[element.key] = [reading.packets, reading.bytes]
+            changed = True
+        if not (delta.packets or delta.bytes):
+            continue
+        if element.set.upstream:
+            session.packets_up += delta.packets
+            session.bytes_up += delta.bytes
+            session.last_activity_at = now
+        else:
+            session.packets_down += delta.packets
+            session.bytes_down += delta.bytes
+    return changed
+
+
+def forget_element(session: Session, element: Element) -> None:
+    """Drop the remembered reading of an element that is being (re-)created at zero."""
+    session.kernel.pop(element.key, None)
+
+
+def end_reason_due(session: Session, now: float) -> EndReason | None:
+    """The reason this session must end now, or None if it goes on."""
+    if now >= session.expires_at:
+        return EndReason.SESSION_TIMEOUT
+    if session.idle_timeout_s and now - session.last_activity_at >= session.idle_timeout_s:
+        return EndReason.IDLE_TIMEOUT
+    return None

@@ -1,0 +1,252 @@
+"""``parvisctl``: administer a gateway from any host that reaches its Redis.
+
+Exit status: 0 done, 1 refused or failed (with the reason on stderr), 2 usage
+or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import parvis
+from parvis.core.addresses import AddressError, looks_like_mac, parse_client_ip, parse_mac
+from parvis.core.commands import Command, Verb
+from parvis.core.config import DEFAULT_CONFIG_PATH, ConfigError, config_problem, load_config
+from parvis.store import Store, StoreError, check_reachable, connect
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+HEARTBEAT_STALE_S = 30
+
+
+class UsageError(Exception):
+    """A command-line argument that is not what the command takes."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parvisctl", description="Administer Parvis gateways.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--gateway", help="gateway id (default: the one in the configuration)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds to wait for the gateway to acknowledge (default 5)")
+    parser.add_argument("--version", action="version", version=f"parvis {parvis.__version__}")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+    status = sub.add_parser("status", help="gateways: heartbeat, health, sessions")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    clients = sub.add_parser("clients", help="authorised, seen, trusted and blocked devices")
+    clients.add_argument("--json", action="store_true", help="machine-readable output")
+    auth = sub.add_parser("auth", help="authorise the device at an IPv4 address")
+    auth.add_argument("address")
+    auth.add_argument("--mac", help="expected MAC (refused if the LAN says otherwise)")
+    auth.add_argument("--timeout-s", type=int, dest="timeout_s",
+                      help="session length in seconds (default: [session] hard_timeout_s)")
+    deauth = sub.add_parser("deauth", help="end a device's session (by address or MAC)")
+    deauth.add_argument("target", metavar="ADDRESS|MAC")
+    for verb, text in (("block", "block a MAC: no access at all, not even the portal"),
+                       ("unblock", "unblock a MAC"),
+                       ("trust", "let a MAC through without the portal"),
+                       ("untrust", "stop trusting a MAC")):
+        sub.add_parser(verb, help=text).add_argument("mac", metavar="MAC")
+    return parser
+
+
+def _command(args: argparse.Namespace) -> Command:
+    try:
+        if args.action == "auth":
+            address = parse_client_ip(args.address)
+            if not isinstance(address, ipaddress.IPv4Address):
+                raise UsageError(f"{args.address} is not an IPv4 address (IPv6 addresses "
+                                 f"follow the device's MAC automatically)")
+            mac = parse_mac(args.mac) if args.mac else None
+            if args.timeout_s is not None and not 1 <= args.timeout_s <= 7 * 86400:
+                raise UsageError("--timeout-s must be between 1 and 604800")
+            return Command(Verb.AUTHORIZE, ip=address, mac=mac,
+                           timeout_s=args.timeout_s, by="parvisctl")
+        if args.action == "deauth":
+            if looks_like_mac(args.target):
+                return Command(Verb.DEAUTHORIZE, mac=parse_mac(args.target), by="parvisctl")
+            address = parse_client_ip(args.target)
+            if not isinstance(address, ipaddress.IPv4Address):
+                raise UsageError(f"{args.target}: give the device's IPv4 address or its MAC")
+            return Command(Verb.DEAUTHORIZE, ip=address, by="parvisctl")
+        verb = {"block": Verb.BLOCK, "unblock": Verb.UNBLOCK,
+                "trust": Verb.TRUST, "untrust": Verb.UNTRUST}[args.action]
+        return Command(verb, mac=parse_mac(args.mac), by="parvisctl")
+    except AddressError as error:
+        raise UsageError(str(error)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one parvisctl command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"parvisctl: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    reason = check_reachable(config.redis.url, config.redis.timeout_s)
+    if reason is not None:
+        print("parvisctl: " + config_problem(config.path, "redis", "url",
+                                             f"cannot reach {config.redis.url} ({reason})",
+                                             "a running Redis server at that URL"),
+              file=sys.stderr)
+        return EXIT_USAGE
+    gateway_id = args.gateway or config.gateway.id
+    store = Store(connect(config.redis.url, config.redis.timeout_s), gateway_id)
+    try:
+        if args.action == "status":
+            return _status(store, args.json)
+        if args.action == "clients":
+            return _clients(store, args.json)
+        command = _command(args)
+        return _send(store, command, args.timeout)
+    except UsageError as error:
+        print(f"parvisctl: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as error:
+        print(f"parvisctl: Redis failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _send(store: Store, command: Command, timeout_s: float) -> int:
+    result = store.call(command, timeout_s)
+    if result is None:
+        print(f"parvisctl: gateway {store.keys.gateway_id} did not answer within {timeout_s:g} s "
+              f"(is parvis-netctl running? see `parvisctl status`); the command stays queued "
+              f"and will be applied when it starts", file=sys.stderr)
+        return EXIT_FAILED
+    if not result.ok:
+        print(f"parvisctl: refused: {result.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(result.message)
+    return EXIT_OK
+
+
+def _status(store: Store, as_json: bool) -> int:
+    now = time.time()
+    gateway_ids = sorted(set(store.gateways()) | {store.keys.gateway_id})
+    rows: list[dict[str, Any]] = []
+    for gateway_id in gateway_ids:
+        gw = Store(store.client, gateway_id)
+        beat = gw.heartbeat()
+        health = gw.health() or {}
+        age = None if beat is None else round(now - float(beat["at"]), 1)
+        rows.append({
+            "gateway": gateway_id,
+            "running": beat is not None and age is not None and age < HEARTBEAT_STALE_S,
+            "heartbeat_age_s": age,
+            "version": (beat or {}).get("version"),
+            "sessions": len(gw.sessions()),
+            "cpu_percent": health.get("cpu_percent"),
+            "memory_percent": health.get("memory_percent"),
+            "netctl_rss_bytes": health.get("netctl_rss_bytes"),
+            "uptime_s": health.get("uptime_s"),
+            "interfaces": health.get("interfaces", {}),
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            state = "running" if row["running"] else "NOT RUNNING (no heartbeat)"
+            print(f"gateway {row['gateway']}: netctl {state}"
+                  + (f", version {row['version']}, heartbeat {row['heartbeat_age_s']} s ago"
+                     if row["running"] else ""))
+            print(f"  sessions {row['sessions']}")
+            if row["running"]:
+                rss = (row["netctl_rss_bytes"] or 0) / 1e6
+                print(f"  cpu {row['cpu_percent']} %  memory {row['memory_percent']} %  "
+                      f"netctl {rss:.0f} MB  host up {_duration(row['uptime_s'] or 0)}")
+                for name, iface in row["interfaces"].items():
+                    if not iface.get("present"):
+                        print(f"  {name}: missing")
+                        continue
+                    print(f"  {name}: rx {_bits(iface.get('rx_bit_s'))} tx "
+                          f"{_bits(iface.get('tx_bit_s'))}  (total rx {iface['bytes_recv']} B, "
+                          f"tx {iface['bytes_sent']} B)")
+    own = next(r for r in rows if r["gateway"] == store.keys.gateway_id)
+    return EXIT_OK if own["running"] else EXIT_FAILED
+
+
+def client_rows(store: Store) -> list[dict[str, Any]]:
+    """Every device the gateway knows of: authorised, trusted, blocked or only seen."""
+    rows: dict[str, dict[str, Any]] = {}
+    seen = store.seen()
+    for mac, info in seen.items():
+        rows[mac] = {"address": info.get("ipv4"), "ipv6": [], "mac": mac, "state": "seen",
+                     "since": info.get("first_seen"), "expires_at": None,
+                     "bytes_up": 0, "bytes_down": 0}
+    for mac in store.mac_set("trusted"):
+        rows.setdefault(mac, {"address": None, "ipv6": [], "mac": mac, "since": None,
+                              "expires_at": None, "bytes_up": 0, "bytes_down": 0})
+        rows[mac]["state"] = "trusted"
+    for mac, session in store.sessions().items():
+        rows[mac] = {"address": session.ipv4, "ipv6": session.ipv6, "mac": mac,
+                     "state": "authorized", "since": session.started_at,
+                     "expires_at": session.expires_at,
+                     "bytes_up": session.bytes_up, "bytes_down": session.bytes_down}
+    for mac in store.mac_set("blocked"):
+        rows.setdefault(mac, {"address": seen.get(mac, {}).get("ipv4"), "ipv6": [], "mac": mac,
+                              "since": None, "expires_at": None, "bytes_up": 0, "bytes_down": 0})
+        rows[mac]["state"] = "blocked"
+    order = {"authorized": 0, "trusted": 1, "seen": 2, "blocked": 3}
+    return sorted(rows.values(), key=lambda r: (order[r["state"]], r["address"] or "", r["mac"]))
+
+
+def _clients(store: Store, as_json: bool) -> int:
+    rows = client_rows(store)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no clients")
+        return EXIT_OK
+    header = f"{'ADDRESS':<16} {'MAC':<17} {'STATE':<10} {'SINCE':<19} {'UP':>10} {'DOWN':>10}"
+    print(header)
+    for row in rows:
+        since = (datetime.fromtimestamp(row["since"]).strftime("%Y-%m-%d %H:%M:%S")
+                 if row["since"] else "-")
+        print(f"{row['address'] or '-':<16} {row['mac']:<17} {row['state']:<10} {since:<19} "
+              f"{_bytes(row['bytes_up']):>10} {_bytes(row['bytes_down']):>10}")
+    return EXIT_OK
+
+
+def _bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _bits(rate: int | None) -> str:
+    if rate is None:
+        return "-"
+    value = float(rate)
+    for unit in ("bit/s", "kbit/s", "Mbit/s"):
+        if value < 1000:
+            return f"{value:.0f} {unit}"
+        value /= 1000
+    return f"{value:.1f} Gbit/s"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h {rest // 60}m" if days else f"{hours}h {rest // 60}m"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Redis adapter: every key Parvis uses, and the operations on them.
+
+All keys live under ``parvis:`` and are scoped by gateway. Sessions, blocked
+and trusted MACs and the command stream belong to one gateway's netctl,
+which is their only writer; the portal and parvisctl send commands and read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+
+from parvis.core.commands import COMMAND_FIELD, Command, Result
+from parvis.core.sessions import Session
+
+COMMAND_GROUP = "netctl"
+REPLY_TTL_S = 120
+SEEN_RETENTION_S = 24 * 3600  # devices seen but never authorised: live state only
+STREAM_MAX_LEN = 100_000
+
+
+class StoreError(Exception):
+    """Redis could not be reached or refused an operation; says which key or action."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key template, for one gateway."""
+
+    gateway_id: str
+
+    GATEWAYS = "parvis:gateways"  # SET of gateway ids that ever started
+
+    @property
+    def prefix(self) -> str:
+        return f"parvis:gw:{self.gateway_id}"
+
+    @property
+    def commands(self) -> str:
+        """STREAM of commands to this gateway's netctl (consumer group ``netctl``)."""
+        return f"{self.prefix}:commands"
+
+    def reply(self, entry_id: str) -> str:
+        """LIST holding the one acknowledgement of a command, expiring after REPLY_TTL_S."""
+        return f"{self.prefix}:reply:{entry_id}"
+
+    @property
+    def sessions(self) -> str:
+        """HASH MAC -> Session JSON: the authorised clients."""
+        return f"{self.prefix}:sessions"
+
+    @property
+    def blocked(self) -> str:
+        """SET of MACs blocked at run time (the config's list comes on top)."""
+        return f"{self.prefix}:blocked"
+
+    @property
+    def trusted(self) -> str:
+        """SET of MACs trusted at run time (the config's list comes on top)."""
+        return f"{self.prefix}:trusted"
+
+    @property
+    def seen(self) -> str:
+        """HASH MAC -> JSON {first_seen, last_seen, ipv4}: devices seen by DHCP."""
+        return f"{self.prefix}:seen"
+
+    @property
+    def health(self) -> str:
+        """STRING JSON health snapshot, expiring when netctl stops publishing."""
+        return f"{self.prefix}:health"
+
+    @property
+    def heartbeat(self) -> str:
+        """STRING JSON {at, pid, version}, expiring when netctl stops."""
+        return f"{self.prefix}:heartbeat"
+
+
+def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
+    """A client for ``url`` that fails within ``timeout_s`` instead of hanging."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        decode_responses=True,
+        health_check_interval=30,
+    )
+
+
+def check_reachable(url: str, timeout_s: float = 2.0) -> str | None:
+    """None when Redis at ``url`` answers PING, else the reason it does not."""
+    try:
+        client = connect(url, timeout_s)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError, ValueError) as error:
+        return str(error) or type(error).__name__
+    return None
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _redis_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn any Redis or socket failure into a StoreError naming the operation."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except StoreError:
+            raise
+        except (redis.RedisError, OSError) as error:
+            raise StoreError(f"{method.__name__}: {error}") from error
+
+    return wrapper
+
+
+class Store:
+    """Parvis state in Redis for one gateway; every failure surfaces as StoreError."""
+
+    def __init__(self, client: redis.Redis, gateway_id: str) -> None:
+        # redis-py's types cannot follow decode_responses=True: every reply is str here.
+        self.client: Any = client
+        self.keys = Keys(gateway_id)
+
+    # --- commands ------------------------------------------------------------------------
+
+    @_redis_errors
+    def send_command(self, command: Command) -> str:
+        """Append a command to the gateway's stream; return its entry id."""
+        return self._send_raw({COMMAND_FIELD: command.to_json()})
+
+    def _send_raw(self, fields: Mapping[str, str]) -> str:
+        try:
+            entry_id = self.client.xadd(self.keys.commands, dict(fields),
+                                        maxlen=STREAM_MAX_LEN, approximate=True)
+        except redis.RedisError as error:
+            raise StoreError(f"adding to {self.keys.commands}: {error}") from error
+        return str(entry_id)
+
+    @_redis_errors
+    def send_raw(self, fields: Mapping[str, str]) -> str:
+        """Append an entry as given (tests and fuzzing use it to send malformed commands)."""
+        return self._send_raw(fields)
+
+    @_redis_errors
+    def wait_reply(self, entry_id: str, timeout_s: float) -> Result | None:
+        """Block until the command's acknowledgement arrives; None after ``timeout_s``."""
+        try:
+            # BLPOP takes whole or fractional seconds; 0 would mean "forever".
+            answer = self.client.blpop([self.keys.reply(entry_id)], timeout=max(timeout_s, 0.01))
+        except redis.TimeoutError:
+            return None
+        except redis.RedisError as error:
+            raise StoreError(f"waiting on {self.keys.reply(entry_id)}: {error}") from error
+        if answer is None:
+            return None
+        return Result.from_json(answer[1])
+
+    @_redis_errors
+    def call(self, command: Command, timeout_s: float = 5.0) -> Result | None:
+        """Send a command and wait for its acknowledgement."""
+        return self.wait_reply(self.send_command(command), timeout_s)
+
+    @_redis_errors
+    def ensure_group(self) -> None:
+        """Create the stream and its consumer group if missing (idempotent)."""
+        try:
+            self.client.xgroup_create(self.keys.commands, COMMAND_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise StoreError(f"creating group on {self.keys.commands}: {error}") from error
+
+    def read_commands(
+        self, consumer: str, block_ms: int, count: int, pending: bool = False
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Read commands for this consumer: its own unacknowledged ones if ``pending``."""
+        stream_id = "0" if pending else ">"
+        try:
+            reply = self.client.xreadgroup(COMMAND_GROUP, consumer, {self.keys.commands: stream_id},
+                                           count=count, block=None if pending else block_ms)
+        except redis.RedisError as error:
+            raise StoreError(f"reading {self.keys.commands}: {error}") from error
+        entries: list[tuple[str, dict[str, str]]] = []
+        for _stream, items in reply or []:
+            for entry_id, fields in items:
+                entries.append((str(entry_id), dict(fields or {})))
+        return entries
+
+    @_redis_errors
+    def acknowledge(self, results: Iterable[tuple[str, Result]], pipe: Any = None) -> None:
+        """Publish each command's result and mark it done in the consumer group."""
+        own = pipe is None
+        pipeline = self.client.pipeline(transaction=False) if own else pipe
+        ids = []
+        for entry_id, result in results:
+            key = self.keys.reply(entry_id)
+            pipeline.rpush(key, result.to_json())
+            pipeline.expire(key, REPLY_TTL_S)
+            ids.append(entry_id)
+        if ids:
+            pipeline.xack(self.keys.commands, COMMAND_GROUP, *ids)
+        if own:
+            pipeline.execute()
+
+    # --- sessions and MAC lists --------------------------------------------------------------
+
+    @_redis_errors
+    def sessions(self) -> dict[str, Session]:
+        """Every session of this gateway, by MAC."""
+        raw = self.client.hgetall(self.keys.sessions)
+        return {mac: Session.from_json(text) for mac, text in raw.items()}
+
+    @_redis_errors
+    def save_sessions(self, sessions: Iterable[Session], pipe: Any = None) -> None:
+        """Write these sessions (one HSET for all)."""
+        mapping = {s.mac: s.to_json() for s in sessions}
+        if mapping:
+            (pipe or self.client).hset(self.keys.sessions, mapping=mapping)
+
+    @_redis_errors
+    def delete_sessions(self, macs: Iterable[str], pipe: Any = None) -> None:
+        """Remove these sessions."""
+        macs = list(macs)
+        if macs:
+            (pipe or self.client).hdel(self.keys.sessions, *macs)
+
+    @_redis_errors
+    def mac_set(self, which: str) -> set[str]:
+        """The run-time ``blocked`` or ``trusted`` MACs."""
+        key = self.keys.blocked if which == "blocked" else self.keys.trusted
+        return set(self.client.smembers(key))
+
+    @_redis_errors
+    def change_mac_set(self, which: str, mac: str, present: bool, pipe: Any = None) -> None:
+        """Add or remove a MAC of the run-time ``blocked`` or ``trusted`` set."""
+        key = self.keys.blocked if which == "blocked" else self.keys.trusted
+        target = pipe or self.client
+        if present:
+            target.sadd(key, mac)
+        else:
+            target.srem(key, mac)
+
+    @_redis_errors
+    def pipeline(self) -> Any:
+        """A MULTI/EXEC pipeline: what one action writes lands together or not at all."""
+        return self.client.pipeline(transaction=True)
+
+    @_redis_errors
+    def execute(self, pipe: Any) -> None:
+        """Run a pipeline made by :meth:`pipeline`."""
+        pipe.execute()
+
+    # --- devices seen, health, heartbeat -----------------------------------------------------
+
+    @_redis_errors
+    def record_seen(self, sightings: Iterable[tuple[str, str | None, float]]) -> None:
+        """Record devices seen by DHCP: (MAC, IPv4 or None, when). Keeps the first-seen time."""
+        sightings = list(sightings)
+        if not sightings:
+            return
+        macs = [mac for mac, _, _ in sightings]
+        old = dict(zip(macs, self.client.hmget(self.keys.seen, macs), strict=True))
+        mapping = {}
+        for mac, ipv4, when in sightings:
+            previous = json.loads(old[mac]) if old.get(mac) else {}
+            mapping[mac] = json.dumps({
+                "first_seen": previous.get("first_seen", when),
+                "last_seen": when,
+                "ipv4": ipv4 or previous.get("ipv4"),
+            })
+            old[mac] = mapping[mac]
+        self.client.hset(self.keys.seen, mapping=mapping)
+
+    @_redis_errors
+    def seen(self) -> dict[str, dict[str, Any]]:
+        """Devices seen by DHCP, by MAC."""
+        return {mac: json.loads(text) for mac, text in self.client.hgetall(self.keys.seen).items()}
+
+    @_redis_errors
+    def prune_seen(self, now: float) -> int:
+        """Forget devices not seen for SEEN_RETENTION_S (MACs are personal data)."""
+        stale = [mac for mac, info in self.seen().items()
+                 if now - float(info.get("last_seen", 0)) > SEEN_RETENTION_S]
+        if stale:
+            self.client.hdel(self.keys.seen, *stale)
+        return len(stale)
+
+    @_redis_errors
+    def publish_health(self, snapshot: Mapping[str, Any], ttl_s: int) -> None:
+        """Publish the health snapshot and the heartbeat, both expiring after ``ttl_s``."""
+        beat = {"at": time.time(), "pid": snapshot.get("pid"),
+                "version": snapshot.get("version"), "host": socket.gethostname()}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.health, json.dumps(snapshot), ex=ttl_s)
+        pipe.set(self.keys.heartbeat, json.dumps(beat), ex=ttl_s)
+        pipe.sadd(Keys.GATEWAYS, self.keys.gateway_id)
+        pipe.execute()
+
+    @_redis_errors
+    def health(self) -> dict[str, Any] | None:
+        """The last health snapshot, or None if netctl is not publishing."""
+        text = self.client.get(self.keys.health)
+        return json.loads(text) if text else None
+
+    @_redis_errors
+    def heartbeat(self) -> dict[str, Any] | None:
+        """The last heartbeat, or None if netctl is not running."""
+        text = self.client.get(self.keys.heartbeat)
+        return json.loads(text) if text else None
+
+    @_redis_errors
+    def gateways(self) -> list[str]:
+        """Every gateway id that has published a heartbeat on this Redis."""
+        return sorted(self.client.smembers(Keys.GATEWAYS))
+
+
+def new_consumer_name() -> str:
+    """A consumer name for this netctl: stable per host so a restart reclaims its pending work."""
+    return f"netctl@{socket.gethostname()}"

@@ -1,0 +1,117 @@
+"""Configuration validation: each kind of mistake names the file, the key and what is expected."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from parvis.core.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "parvis.example.toml"
+
+
+def base() -> dict[str, dict[str, object]]:
+    return {
+        "gateway": {"id": "gw-1", "lan_interface": "lan0", "wan_interface": "wan0"},
+        "portal": {"address": "10.77.0.1"},
+    }
+
+
+def test_example_config_is_valid_and_covers_every_key() -> None:
+    config = load_config(EXAMPLE)
+    assert config.gateway.id == "plessisville-1"
+    assert config.portal.address6 == ipaddress.IPv6Address("fd77::1")
+    assert config.session.hard_timeout_s == 14400
+    # Every key the loader knows appears in the example, so the example documents them all.
+    text = EXAMPLE.read_text()
+    data = tomllib.loads(text)
+    for section in ("gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl"):
+        assert section in data, section
+    assert set(data["netctl"]) == {"sweep_interval_s", "health_interval_s", "log_level"}
+    assert set(data["portal"]) == {"address", "address6", "http_port", "https_port"}
+
+
+def test_defaults_fill_optional_sections() -> None:
+    config = parse_config(base(), "x.toml")
+    assert config.redis.url == "unix:///run/parvis/redis.sock"
+    assert config.session.idle_timeout_s == 1200
+    assert config.walled_garden.cidrs == ()
+
+
+CASES = [
+    # (section, key, value or None to delete, expected fragment)
+    ("gateway", "colour", "blue", "[gateway] colour: unknown key, expected one of"),
+    ("gateway", "id", 7, "[gateway] id: wrong type (got integer 7), expected 1 to 32"),
+    ("gateway", "id", "Town Hall", "[gateway] id: 'Town Hall' is not a valid gateway id"),
+    ("gateway", "lan_interface", None, "[gateway] lan_interface: missing, expected an interface"),
+    ("gateway", "wan_interface", "lan0", "[gateway] wan_interface: 'lan0' is also the LAN"),
+    ("gateway", "masquerade", "yes", "[gateway] masquerade: wrong type (got string 'yes'), "
+                                     "expected true or false"),
+    ("portal", "address", "10.77.0.300", "[portal] address: '10.77.0.300' is not valid"),
+    ("portal", "address", None, "[portal] address: missing, expected an IPv4 address"),
+    ("portal", "http_port", 70000, "[portal] http_port: 70000 is out of range, expected a whole "
+                                   "number from 1 to 65535"),
+    ("portal", "http_port", "80", "[portal] http_port: wrong type (got string '80')"),
+    ("portal", "http_port", True, "[portal] http_port: wrong type (got boolean True)"),
+    ("redis", "url", "localhost:6379", "[redis] url: 'localhost:6379' is not a Redis URL, "
+                                       "expected a redis://"),
+    ("session", "hard_timeout_s", 10, "[session] hard_timeout_s: 10 is out of range"),
+    ("session", "idle_timeout_s", 1.5, "[session] idle_timeout_s: wrong type (got float 1.5)"),
+    ("walled_garden", "cidrs", "203.0.113.0/24", "[walled_garden] cidrs: wrong type (got string"),
+    ("walled_garden", "cidrs", ["203.0.113.1/24"], "[walled_garden] cidrs: '203.0.113.1/24' is "
+                                                   "not a network"),
+    ("clients", "trusted_macs", ["zz:zz"], "[clients] trusted_macs: 'zz:zz' is not a MAC"),
+    ("clients", "blocked_macs", ["ff:ff:ff:ff:ff:ff"], "[clients] blocked_macs: 'ff:ff:ff:ff:ff:ff'"
+                                                       " is a multicast or broadcast MAC"),
+    ("netctl", "log_level", "LOUD", "[netctl] log_level: 'LOUD' is not a log level"),
+    ("netctl", "sweep_interval_s", 0, "[netctl] sweep_interval_s: 0 is out of range"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value", "expected"), CASES,
+                         ids=[f"{c[0]}.{c[1]}={c[2]!r}" for c in CASES])
+def test_each_mistake_is_named(section: str, key: str, value: object, expected: str) -> None:
+    data = base()
+    data.setdefault(section, {})
+    if value is None:
+        data[section].pop(key, None)
+    else:
+        data[section][key] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "/etc/parvis/parvis.toml")
+    message = str(caught.value)
+    assert message.startswith("/etc/parvis/parvis.toml: ")
+    assert expected in message
+
+
+def test_unknown_section_and_missing_section() -> None:
+    with pytest.raises(ConfigError, match=r"x.toml: \[radius\]: unknown section"):
+        parse_config({**base(), "radius": {}}, "x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml: \[portal\]: section missing"):
+        parse_config({"gateway": base()["gateway"]}, "x.toml")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\nid = 1\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML .*expected TOML syntax"):
+        load_config(bad)
+
+
+def test_macs_are_normalised_and_deduplicated() -> None:
+    data = base()
+    data["clients"] = {"trusted_macs": ["02-50-76-00-00-01", "02:50:76:00:00:01", "025076000002"]}
+    config = parse_config(data)
+    assert config.clients.trusted_macs == ("02:50:76:00:00:01", "02:50:76:00:00:02")
+
+
+def test_same_mac_trusted_and_blocked_is_refused() -> None:
+    data = base()
+    data["clients"] = {"trusted_macs": ["02:50:76:00:00:01"], "blocked_macs": ["02:50:76:00:00:01"]}
+    with pytest.raises(ConfigError, match="also in trusted_macs"):
+        parse_config(data)
