@@ -61,8 +61,9 @@ class Gateway:
         config: Config,
         store: Store,
         nft: Nft,
-        resolve_mac: Callable[[str], str | None] | None = None,
+        ipv4_neighbours: Callable[[], dict[str, str]] | None = None,
         ipv6_neighbours: Callable[[], list[tuple[str, str]]] | None = None,
+        probe_mac: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -70,9 +71,14 @@ class Gateway:
         self.nft = nft
         self.clock = clock
         lan = config.gateway.lan_interface
-        self.resolve_mac = resolve_mac or (lambda ip: netlink.mac_for_ipv4(lan, ip))
+        self.ipv4_neighbours = ipv4_neighbours or (lambda: netlink.ipv4_neighbours(lan))
         self.ipv6_neighbours = ipv6_neighbours or (lambda: netlink.ipv6_neighbours(lan))
+        self.probe_mac = probe_mac or (lambda ip: None)
+        # Neighbour tables read at most once per burst of commands, not once per command.
+        self._burst_neighbours4: dict[str, str] | None = None
+        self._burst_neighbours6: list[tuple[str, str]] | None = None
         self.sessions: dict[str, Session] = {}
+        self.mac_by_ipv4: dict[str, str] = {}  # index kept in step with self.sessions
         self.blocked: set[str] = set()
         self.trusted: set[str] = set()
         self.consumer = new_consumer_name()
@@ -92,6 +98,7 @@ class Gateway:
         """Load state from Redis and make the kernel match it in one transaction."""
         self.store.ensure_group()
         self.sessions = self.store.sessions()
+        self.mac_by_ipv4 = {s.ipv4: s.mac for s in self.sessions.values()}
         self.blocked = self.store.mac_set("blocked")
         self.trusted = self.store.mac_set("trusted")
         kept, added, removed = self.reconcile(rebuild_table=True)
@@ -137,8 +144,11 @@ class Gateway:
         return len(actual) - len(changes.delete), len(changes.add), len(changes.delete)
 
     def _session_by_ip(self, ip: str) -> Session | None:
+        mac = self.mac_by_ipv4.get(ip)
+        if mac is not None:
+            return self.sessions.get(mac)
         for session in self.sessions.values():
-            if session.ipv4 == ip or ip in session.ipv6:
+            if ip in session.ipv6:
                 return session
         return None
 
@@ -148,6 +158,8 @@ class Gateway:
         """Apply a burst of stream entries as one transaction and acknowledge each."""
         if not entries:
             return
+        self._burst_neighbours4 = None
+        self._burst_neighbours6 = None
         now = self.clock()
         results: dict[str, Result] = {}
         parsed: list[tuple[str, Command]] = []
@@ -203,11 +215,14 @@ class Gateway:
     def _find(self, change: Change, ip: str | None, mac: str | None) -> Session | None:
         if mac is not None:
             return self._current(change, mac)
-        for candidate_mac in {*self.sessions, *change.sessions}:
-            session = self._current(change, candidate_mac)
+        # The burst's own changes first (usually a handful), then the address index.
+        for session in change.sessions.values():
             if session is not None and session.ipv4 == ip:
                 return session
-        return None
+        owner = self.mac_by_ipv4.get(ip or "")
+        if owner is None:
+            return None
+        return self._current(change, owner)
 
     def _is(self, change: Change, which: str, mac: str) -> bool:
         overlay = change.blocked if which == "blocked" else change.trusted
@@ -244,9 +259,14 @@ class Gateway:
         assert command.ip is not None
         ip = str(command.ip)
         lan = self.config.gateway.lan_interface
-        known = self.resolve_mac(ip)
+        if self._burst_neighbours4 is None:
+            self._burst_neighbours4 = self.ipv4_neighbours()
+        known = self._burst_neighbours4.get(ip)
         if command.mac is not None and known is not None and known != command.mac:
             return Result(False, f"address {ip} belongs to another device on the LAN")
+        if command.mac is None and known is None:
+            # Not in the neighbour table yet (a quiet device): ask on the wire.
+            known = self.probe_mac(ip)
         mac = command.mac or known
         if mac is None:
             return Result(False, f"no device answers at {ip} on {lan}")
@@ -311,12 +331,16 @@ class Gateway:
                 found.append(str(info["ipv4"]))
         return found
 
-    def _safe_ipv6_neighbours(self) -> list[tuple[str, str]]:
+    def _safe_ipv6_neighbours(self, cached: bool = True) -> list[tuple[str, str]]:
+        if cached and self._burst_neighbours6 is not None:
+            return self._burst_neighbours6
         try:
-            return self.ipv6_neighbours()
+            neighbours = self.ipv6_neighbours()
         except netlink.NetlinkError as error:
             log.warning("cannot read IPv6 neighbours error=%s", error)
-            return []
+            neighbours = []
+        self._burst_neighbours6 = neighbours
+        return neighbours
 
     def _safe_seen(self) -> dict[str, dict[str, Any]]:
         try:
@@ -327,10 +351,12 @@ class Gateway:
     def _commit(self, change: Change, now: float) -> None:
         """The kernel accepted the batch: make the in-memory state follow."""
         for mac, session in change.sessions.items():
-            if session is None:
-                self.sessions.pop(mac, None)
-            else:
+            old = self.sessions.pop(mac, None)
+            if old is not None and self.mac_by_ipv4.get(old.ipv4) == mac:
+                del self.mac_by_ipv4[old.ipv4]
+            if session is not None:
                 self.sessions[mac] = session
+                self.mac_by_ipv4[session.ipv4] = mac
                 log.info("session started mac=%s ip=%s expires_in_s=%d by=%s", mac,
                          session.ipv4, round(session.expires_at - now),
                          session.authorized_by or "-")
@@ -380,6 +406,8 @@ class Gateway:
             if reason is not None:
                 ended[mac] = (session, reason)
                 del self.sessions[mac]
+                if self.mac_by_ipv4.get(session.ipv4) == mac:
+                    del self.mac_by_ipv4[session.ipv4]
         for mac, (session, reason) in ended.items():
             log.info("session ended mac=%s ip=%s reason=%s duration_s=%d bytes_up=%d "
                      "bytes_down=%d", mac, session.ipv4, reason.value,
@@ -422,7 +450,7 @@ class Gateway:
 
     def _learn_ipv6(self, changed: dict[str, Session]) -> None:
         """Give an authorised device's IPv6 addresses (SLAAC, privacy) the same access."""
-        for address, mac in self._safe_ipv6_neighbours():
+        for address, mac in self._safe_ipv6_neighbours(cached=False):
             session = self.sessions.get(mac)
             if session is None or address in session.ipv6:
                 continue

@@ -101,7 +101,7 @@ def _serve(config: Config) -> int:
     from netctl.daemon import Gateway
     from netctl.health import HealthSampler
     from netctl.nft import Nft, NftError
-    from netctl.wire import DhcpWatcher
+    from netctl.wire import DhcpWatcher, arp_probe
     from parvis.store import Store, StoreError, connect
 
     stop = threading.Event()
@@ -114,7 +114,8 @@ def _serve(config: Config) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
-    gateway = Gateway(config, store, Nft())
+    lan = config.gateway.lan_interface
+    gateway = Gateway(config, store, Nft(), probe_mac=lambda ip: arp_probe(lan, ip))
     try:
         gateway.start()
     except (StoreError, NftError) as error:

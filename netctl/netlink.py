@@ -60,12 +60,9 @@ def _neighbour_pairs(ifname: str, family: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def mac_for_ipv4(ifname: str, ip: str) -> str | None:
-    """The MAC the gateway's neighbour table holds for ``ip`` on ``ifname``, if any."""
-    for address, mac in _neighbour_pairs(ifname, socket.AF_INET):
-        if address == ip:
-            return mac
-    return None
+def ipv4_neighbours(ifname: str) -> dict[str, str]:
+    """IPv4 address -> MAC for every reachable neighbour on ``ifname``."""
+    return dict(_neighbour_pairs(ifname, socket.AF_INET))
 
 
 def ipv6_neighbours(ifname: str) -> list[tuple[str, str]]:
