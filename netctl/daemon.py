@@ -112,7 +112,7 @@ class Gateway:
         counted while netctl was away are folded into the sessions first.
         """
         now = self.clock()
-        actual = self.nft.client_elements() if self.nft.table_exists() else {}
+        actual = (self.nft.client_elements() if self.nft.table_exists() else None) or {}
         for session in self.sessions.values():
             account(session, actual, now)
         ended = self._end_due(now)
@@ -418,11 +418,11 @@ class Gateway:
         """Read every counter in one call; account, learn IPv6, expire, repair the kernel."""
         started = time.perf_counter()
         now = self.clock()
-        if not self.nft.table_exists():
+        readings = self.nft.client_elements()
+        if readings is None:
             log.warning("table inet parvis is missing; rebuilding it")
             self.reconcile(rebuild_table=True)
             return
-        readings = self.nft.client_elements()
         changed: dict[str, Session] = {}
         for session in self.sessions.values():
             if account(session, readings, now):

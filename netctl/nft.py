@@ -8,7 +8,7 @@ the old one), so netctl creates it after start-up, in its own namespace.
 
 from __future__ import annotations
 
-import ipaddress
+import errno
 import json
 import logging
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import nftables
 
 from netctl import ruleset
-from parvis.core.addresses import AddressError, parse_mac
+from netctl.setdump import SetDumpError, SetReader, decode_key
 from parvis.core.sessions import ClientSet, Counter, Element
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ class Nft:
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
+        self._reader = SetReader(ruleset.TABLE)
+        # Raw kernel key -> Element, kept across sweeps so that a client's element
+        # is decoded once, not every sweep.
+        self._decoded: dict[tuple[ClientSet, bytes], Element] = {}
 
     def apply(self, commands: list[Json]) -> None:
         """Run ``commands`` as one atomic transaction, or raise NftError with the batch."""
@@ -63,26 +67,39 @@ class Nft:
         return objects
 
     def table_exists(self) -> bool:
-        """True when the ``inet parvis`` table is in the kernel."""
-        try:
-            self.query([{"list": {"table": {"family": ruleset.FAMILY, "name": ruleset.TABLE}}}])
-        except NftError:
-            return False
-        return True
+        """True when the ``inet parvis`` table is in the kernel (lists tables only)."""
+        for obj in self.query([{"list": {"tables": {"family": ruleset.FAMILY}}}]):
+            table = obj.get("table")
+            if table and table.get("name") == ruleset.TABLE:
+                return True
+        return False
 
-    def client_elements(self) -> dict[Element, Counter]:
-        """Every element of the client sets with its counter reading."""
+    def client_elements(self) -> dict[Element, Counter] | None:
+        """Every element of the client sets with its counter; None if the sets are missing.
+
+        Read over nfnetlink by :mod:`netctl.setdump`, not through libnftables:
+        this runs every sweep, and libnftables' listing costs several times more.
+        """
         readings: dict[Element, Counter] = {}
-        names = {s.value for s in ClientSet}
-        for obj in self.query(ruleset.list_table()):
-            definition = obj.get("set")
-            if not definition or definition.get("name") not in names:
-                continue
-            client_set = ClientSet(definition["name"])
-            for item in definition.get("elem", []):
-                element, counter = _parse_element(client_set, item)
-                if element is not None:
-                    readings[element] = counter
+        for client_set in ClientSet:
+            try:
+                raw = self._reader.counters(client_set.value)
+            except SetDumpError as error:
+                if error.errno == errno.ENOENT:
+                    return None
+                raise NftError(f"reading set {client_set.value}: {error}", []) from error
+            ip_length = 4 if client_set in (ClientSet.UP4, ClientSet.DOWN4) else 16
+            decoded = self._decoded
+            for key, (packets, octets) in raw.items():
+                element = decoded.get((client_set, key))
+                if element is None:
+                    ip, mac = decode_key(key, ip_length, client_set.upstream)
+                    element = decoded[(client_set, key)] = Element(client_set, ip, mac)
+                readings[element] = Counter(packets, octets)
+        if len(self._decoded) > 2 * len(readings) + 1024:
+            # Forget elements that are gone, so the cache cannot grow without bound.
+            self._decoded = {(e.set, k): e for (s, k), e in self._decoded.items()
+                             if e in readings and s is e.set}
         return readings
 
     def ruleset_text(self) -> str:
@@ -95,16 +112,3 @@ class Nft:
         return str(output) if rc == 0 else ""
 
 
-def _parse_element(client_set: ClientSet, item: Any) -> tuple[Element | None, Counter]:
-    body: Any = item.get("elem", item) if isinstance(item, dict) else item
-    value: Any = body.get("val") if isinstance(body, dict) else body
-    counter_json = body.get("counter", {}) if isinstance(body, dict) else {}
-    counter = Counter(int(counter_json.get("packets", 0)), int(counter_json.get("bytes", 0)))
-    try:
-        if isinstance(value, dict) and "concat" in value:
-            ip, mac = value["concat"]
-            return Element(client_set, str(ipaddress.ip_address(ip)), parse_mac(mac)), counter
-        return Element(client_set, str(ipaddress.ip_address(value))), counter
-    except (ValueError, AddressError, TypeError):
-        log.warning("unexpected element %r in set %s", item, client_set.value)
-        return None, counter

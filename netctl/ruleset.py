@@ -317,15 +317,6 @@ def delete_client_elements(elements: Iterable[Element]) -> list[Json]:
     return commands
 
 
-def list_table() -> list[Json]:
-    """The command that lists the whole table, client set elements and counters included.
-
-    One listing of the table, not one per set: libnftables 1.0.6 fails a batch
-    of several ``list set`` commands.
-    """
-    return [{"list": {"table": {"family": FAMILY, "name": TABLE}}}]
-
-
 def delete_table() -> list[Json]:
     """The command that removes everything netctl created."""
     return [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}]

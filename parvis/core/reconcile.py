@@ -31,7 +31,7 @@ def plan(sessions: Iterable[Session], actual: Mapping[Element, Counter], now: fl
         if session.expires_at <= now:
             continue
         timeout_s = session.remaining_s(now)
-        for element in session.elements():
+        for element, _key in session.keyed_elements():
             desired[element] = timeout_s
     result = Plan()
     result.add = sorted((e, t) for e, t in desired.items() if e not in actual)

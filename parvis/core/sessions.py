@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class EndReason(StrEnum):
@@ -43,9 +43,12 @@ class ClientSet(StrEnum):
         return self in (ClientSet.UP4, ClientSet.UP6)
 
 
-@dataclass(frozen=True, order=True)
-class Element:
-    """One element of a client set: an address, and the MAC for upstream sets."""
+class Element(NamedTuple):
+    """One element of a client set: an address, and the MAC for upstream sets.
+
+    A named tuple rather than a dataclass: the sweep hashes tens of thousands
+    of these each pass, and tuple hashing is done in C.
+    """
 
     set: ClientSet
     ip: str
@@ -84,15 +87,26 @@ class Session:
     # The last counter reading taken from each kernel element, by Element.key:
     # what lets a restarted netctl count only the bytes it has not yet counted.
     kernel: dict[str, list[int]] = field(default_factory=dict)
+    # Elements and their keys, built once per address change rather than every
+    # sweep (the sweep walks every session every few seconds). Not persisted.
+    _cache: tuple[tuple[str, tuple[str, ...]], list[tuple[Element, str]]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def keyed_elements(self) -> list[tuple[Element, str]]:
+        """Every kernel element this session needs, each with its Element.key."""
+        signature = (self.ipv4, tuple(self.ipv6))
+        if self._cache is None or self._cache[0] != signature:
+            elements = [Element(ClientSet.UP4, self.ipv4, self.mac),
+                        Element(ClientSet.DOWN4, self.ipv4)]
+            for ip6 in self.ipv6:
+                elements.append(Element(ClientSet.UP6, ip6, self.mac))
+                elements.append(Element(ClientSet.DOWN6, ip6))
+            self._cache = (signature, [(e, e.key) for e in elements])
+        return self._cache[1]
 
     def elements(self) -> list[Element]:
         """Every kernel element this session needs."""
-        elements = [Element(ClientSet.UP4, self.ipv4, self.mac),
-                    Element(ClientSet.DOWN4, self.ipv4)]
-        for ip6 in self.ipv6:
-            elements.append(Element(ClientSet.UP6, ip6, self.mac))
-            elements.append(Element(ClientSet.DOWN6, ip6))
-        return elements
+        return [element for element, _ in self.keyed_elements()]
 
     def remaining_s(self, now: float) -> int:
         """Whole seconds left before the hard timeout (at least 1, for the kernel)."""
@@ -100,7 +114,8 @@ class Session:
 
     def to_json(self) -> str:
         """Serialise for the store."""
-        return json.dumps(self.__dict__, separators=(",", ":"))
+        body = {k: v for k, v in self.__dict__.items() if k != "_cache"}
+        return json.dumps(body, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Session:
@@ -117,17 +132,17 @@ def account(session: Session, readings: dict[Element, Counter], now: float) -> b
     True when anything changed. Upstream bytes count as activity.
     """
     changed = False
-    for element in session.elements():
+    for element, key in session.keyed_elements():
         reading = readings.get(element)
         if reading is None:
             continue
-        last = session.kernel.get(element.key)
+        last = session.kernel.get(key)
         if last is None or reading.bytes < last[1] or reading.packets < last[0]:
             delta = reading
         else:
             delta = Counter(reading.packets - last[0], reading.bytes - last[1])
         if last is None or delta.packets or delta.bytes:
-            session.kernel[element.key] = [reading.packets, reading.bytes]
+            session.kernel[key] = [reading.packets, reading.bytes]
             changed = True
         if not (delta.packets or delta.bytes):
             continue
