@@ -179,6 +179,7 @@ class Gateway:
             # One bad command must not sink the others: apply them one by one.
             log.warning("batch of %d commands refused, applying one by one error=%s",
                         len(staged), error)
+            committed: list[Change] = []
             for entry_id, command, _ in staged:
                 single = Change()
                 result = self._prepare(command, single, now)
@@ -189,18 +190,20 @@ class Gateway:
                         result = Result(False, f"the firewall refused it: {single_error}")
                     else:
                         self._commit(single, now)
+                        committed.append(single)
                 results[entry_id] = result
-            self._finish(entries, results)
+            self._finish(entries, results, committed)
             return
         self._commit(change, now)
         for entry_id, _command, result in staged:
             results[entry_id] = result
-        self._finish(entries, results, change)
+        self._finish(entries, results, [change])
 
     def _finish(self, entries: list[tuple[str, dict[str, str]]], results: dict[str, Result],
-                change: Change | None = None) -> None:
+                changes: list[Change]) -> None:
+        """Persist what the kernel accepted and acknowledge every entry, in one MULTI/EXEC."""
         pipe = self.store.pipeline()
-        if change is not None:
+        for change in changes:
             self._persist_change(change, pipe)
         self.store.acknowledge(((entry_id, results[entry_id]) for entry_id, _ in entries), pipe)
         self.store.execute(pipe)

@@ -77,6 +77,30 @@ def store(lab: Lab) -> Iterator[Store]:
 
 
 @pytest.fixture(autouse=True)
+def netctl_logged_nothing_unexpected(lab: Lab, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test if netctl logged an error, a traceback or a warning the test did not expect.
+
+    A test that expects warnings says so with ``@pytest.mark.netctl_warnings("pattern", …)``.
+    """
+    log_path = lab.state_dir / "netctl.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    yield
+    if not log_path.exists():
+        return
+    with log_path.open("rb") as handle:
+        handle.seek(min(start, log_path.stat().st_size))
+        new_lines = handle.read().decode(errors="replace").splitlines()
+    marker = request.node.get_closest_marker("netctl_warnings")
+    allowed = marker.args if marker else ()
+    unexpected = [
+        line for line in new_lines
+        if ("ERROR" in line or "Traceback" in line or "CRITICAL" in line)
+        or (" WARNING " in line and not any(pattern in line for pattern in allowed))
+    ]
+    assert not unexpected, "netctl logged:\n" + "\n".join(unexpected)
+
+
+@pytest.fixture(autouse=True)
 def clean_gateway(lab: Lab) -> Iterator[None]:
     """After each test: no session, nothing trusted or blocked, netctl running."""
     yield
@@ -379,6 +403,7 @@ MALFORMED: list[dict[str, str]] = [
 ]
 
 
+@pytest.mark.netctl_warnings("refused command")
 def test_malformed_commands_are_acknowledged_as_errors_and_never_stop_the_daemon(
         lab: Lab, store: Store) -> None:
     pid = lab.netctl_pid()
@@ -450,3 +475,12 @@ def test_flush_removes_the_table_and_restart_restores_it(lab: Lab) -> None:
     # The session was in Redis: the restart put the client back without a new login.
     assert wait_for(lambda: reaches_internet(lab, "c1"), timeout=2.0) is not None
 
+
+
+def test_kernel_timeout_ends_access_even_with_netctl_stopped(lab: Lab) -> None:
+    assert parvisctl(lab, "auth", lab.client_ip(1), "--timeout-s", "3").returncode == 0
+    assert wait_for(lambda: reaches_internet(lab, "c1"), timeout=1.0) is not None
+    lab.stop_netctl(signal.SIGTERM)
+    # No daemon now: only the element's own timeout in the kernel can end access.
+    assert wait_for(lambda: not reaches_internet(lab, "c1"), timeout=6, interval=0.3) is not None
+    assert lands_on_portal(lab, "c1", f"http://{WEB4}/")

@@ -1,0 +1,147 @@
+"""netctl's batching: a burst of commands is one transaction, and one bad command sinks none.
+
+The kernel side is a recording stand-in here (the lab tests prove the real
+rules); Redis is the lab's real server, under a gateway id of its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lab.topology import Lab
+from netctl.daemon import Gateway
+from netctl.nft import NftError
+from parvis.core.commands import Command, Verb
+from parvis.core.config import Config, parse_config
+from parvis.core.sessions import Counter, Element
+from parvis.store import Store, connect
+
+pytestmark = pytest.mark.lab
+
+POISON = "10.77.9.9"
+
+
+class RecordingNft:
+    """Records every batch; refuses any batch that mentions the POISON address."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+
+    def apply(self, commands: list[dict[str, Any]]) -> None:
+        if not commands:
+            return
+        self.batches.append(commands)
+        if f"\"{POISON}\"" in json.dumps(commands):
+            raise NftError("refused for the test", commands)
+
+    def table_exists(self) -> bool:
+        return True
+
+    def client_elements(self) -> dict[Element, Counter]:
+        return {}
+
+
+def config(lab: Lab, gateway_id: str) -> Config:
+    return parse_config({
+        "gateway": {"id": gateway_id, "lan_interface": "lan0", "wan_interface": "wan0"},
+        "portal": {"address": "10.77.0.1"},
+        "redis": {"url": lab.redis_url},
+    })
+
+
+@pytest.fixture
+def gateway(lab: Lab, request: pytest.FixtureRequest) -> Iterator[tuple[Gateway, Store,
+                                                                        RecordingNft]]:
+    """A Gateway on the lab's Redis with a recording kernel stand-in (function scope)."""
+    gateway_id = "batch-" + request.node.name.split("[")[0][-20:].replace("_", "-").strip("-")
+    client = connect(lab.redis_url)
+    store = Store(client, gateway_id)
+    for key in client.scan_iter(f"{store.keys.prefix}:*"):
+        client.delete(key)
+    nft = RecordingNft()
+    neighbours = {f"10.77.9.{i}": f"02:bb:00:00:00:{i:02x}" for i in range(1, 70)}
+    instance = Gateway(config(lab, gateway_id), store, nft,  # type: ignore[arg-type]
+                       ipv4_neighbours=lambda: neighbours, ipv6_neighbours=lambda: [])
+    instance.start()
+    nft.batches.clear()
+    yield instance, store, nft
+    for key in client.scan_iter(f"{store.keys.prefix}:*"):
+        client.delete(key)
+    client.close()
+
+
+def send_authorizations(store: Store, last_octets: range) -> list[str]:
+    return [store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address(f"10.77.9.{i}")))
+            for i in last_octets]
+
+
+def test_a_burst_of_commands_is_one_transaction(
+        gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, nft = gateway
+    ids = send_authorizations(store, range(11, 61))
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    assert len(nft.batches) == 1
+    added = sum(len(c["add"]["element"]["elem"]) for c in nft.batches[0] if "add" in c)
+    assert added == 100  # upstream and downstream element for each of 50 clients
+    results = [store.wait_reply(i, 1) for i in ids]
+    assert all(r is not None and r.ok for r in results)
+    assert len(store.sessions()) == 50
+
+
+@pytest.mark.parametrize("poison_position", [0, 5, 9])
+def test_one_refused_command_does_not_sink_the_others(
+        gateway: tuple[Gateway, Store, RecordingNft], poison_position: int) -> None:
+    daemon, store, nft = gateway
+    octets = [i for i in range(1, 11) if i != 9]
+    octets.insert(poison_position, 9)
+    ids = [store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address(f"10.77.9.{i}")))
+           for i in octets]
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    results = {octet: store.wait_reply(entry_id, 1) for octet, entry_id in zip(octets, ids,
+                                                                              strict=True)}
+    assert all(r is not None for r in results.values())
+    assert [o for o, r in results.items() if r is not None and not r.ok] == [9]
+    poisoned = results[9]
+    assert poisoned is not None and "the firewall refused it" in poisoned.message
+    sessions = store.sessions()
+    assert len(sessions) == 9 and POISON not in {s.ipv4 for s in sessions.values()}
+    assert POISON not in daemon.mac_by_ipv4
+    # One try of the whole burst, then one transaction per command.
+    assert len(nft.batches) == 1 + len(octets)
+
+
+def test_commands_in_one_burst_see_each_others_effects(
+        gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    mac = "02:bb:00:00:00:03"
+    ids = [
+        store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.3"))),
+        store.send_command(Command(Verb.DEAUTHORIZE, mac=mac)),
+        store.send_command(Command(Verb.BLOCK, mac=mac)),
+        store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.3"))),
+    ]
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    results = [store.wait_reply(i, 1) for i in ids]
+    assert [r.ok for r in results if r is not None] == [True, True, True, False]
+    last = results[3]
+    assert last is not None and "blocked" in last.message
+    assert store.sessions() == {} and store.mac_set("blocked") == {mac}
+
+
+def test_unacknowledged_commands_are_replayed_after_a_crash(
+        lab: Lab, gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    ids = send_authorizations(store, range(1, 4))
+    # Read but never handled: what a netctl killed at that instant leaves pending.
+    assert len(store.read_commands(daemon.consumer, 100, 1000)) == 3
+    successor = Gateway(config(lab, store.keys.gateway_id), store, RecordingNft(),  # type: ignore[arg-type]
+                        ipv4_neighbours=daemon.ipv4_neighbours, ipv6_neighbours=lambda: [])
+    successor.start()
+    successor.handle_entries(store.read_commands(successor.consumer, 0, 1000, pending=True))
+    assert all((r := store.wait_reply(i, 1)) is not None and r.ok for i in ids)
+    assert len(store.sessions()) == 3
