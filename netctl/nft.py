@@ -40,9 +40,9 @@ class Nft:
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
         self._reader = SetReader(ruleset.TABLE)
-        # Raw kernel key -> Element, kept across sweeps so that a client's element
-        # is decoded once, not every sweep.
-        self._decoded: dict[tuple[ClientSet, bytes], Element] = {}
+        # Raw kernel key -> Element per set, kept across sweeps so that a client's
+        # element is decoded once, not every sweep.
+        self._decoded: dict[ClientSet, dict[bytes, Element]] = {s: {} for s in ClientSet}
 
     def apply(self, commands: list[Json]) -> None:
         """Run ``commands`` as one atomic transaction, or raise NftError with the batch."""
@@ -89,17 +89,17 @@ class Nft:
                     return None
                 raise NftError(f"reading set {client_set.value}: {error}", []) from error
             ip_length = 4 if client_set in (ClientSet.UP4, ClientSet.DOWN4) else 16
-            decoded = self._decoded
-            for key, (packets, octets) in raw.items():
-                element = decoded.get((client_set, key))
+            decoded = self._decoded[client_set]
+            make_counter = tuple.__new__  # Counter's fields straight from the dump's tuple
+            for key, counts in raw.items():
+                element = decoded.get(key)
                 if element is None:
                     ip, mac = decode_key(key, ip_length, client_set.upstream)
-                    element = decoded[(client_set, key)] = Element(client_set, ip, mac)
-                readings[element] = Counter(packets, octets)
-        if len(self._decoded) > 2 * len(readings) + 1024:
-            # Forget elements that are gone, so the cache cannot grow without bound.
-            self._decoded = {(e.set, k): e for (s, k), e in self._decoded.items()
-                             if e in readings and s is e.set}
+                    element = decoded[key] = Element(client_set, ip, mac)
+                readings[element] = make_counter(Counter, counts)
+            if len(decoded) > 2 * len(raw) + 1024:
+                # Forget elements that are gone, so the cache cannot grow without bound.
+                self._decoded[client_set] = {k: decoded[k] for k in raw}
         return readings
 
     def ruleset_text(self) -> str:

@@ -60,8 +60,7 @@ class Element(NamedTuple):
         return f"{self.set.value} {self.ip}" + (f" {self.mac}" if self.mac else "")
 
 
-@dataclass(frozen=True)
-class Counter:
+class Counter(NamedTuple):
     """A kernel counter reading."""
 
     packets: int = 0
@@ -89,20 +88,23 @@ class Session:
     kernel: dict[str, list[int]] = field(default_factory=dict)
     # Elements and their keys, built once per address change rather than every
     # sweep (the sweep walks every session every few seconds). Not persisted.
-    _cache: tuple[tuple[str, tuple[str, ...]], list[tuple[Element, str]]] | None = field(
+    # The check is by identity: ``ipv6`` is always replaced, never changed in place.
+    _cache: tuple[str, list[str], list[tuple[Element, str]]] | None = field(
         default=None, repr=False, compare=False)
 
     def keyed_elements(self) -> list[tuple[Element, str]]:
         """Every kernel element this session needs, each with its Element.key."""
-        signature = (self.ipv4, tuple(self.ipv6))
-        if self._cache is None or self._cache[0] != signature:
-            elements = [Element(ClientSet.UP4, self.ipv4, self.mac),
-                        Element(ClientSet.DOWN4, self.ipv4)]
-            for ip6 in self.ipv6:
-                elements.append(Element(ClientSet.UP6, ip6, self.mac))
-                elements.append(Element(ClientSet.DOWN6, ip6))
-            self._cache = (signature, [(e, e.key) for e in elements])
-        return self._cache[1]
+        cache = self._cache
+        if cache is not None and cache[0] is self.ipv4 and cache[1] is self.ipv6:
+            return cache[2]
+        elements = [Element(ClientSet.UP4, self.ipv4, self.mac),
+                    Element(ClientSet.DOWN4, self.ipv4)]
+        for ip6 in self.ipv6:
+            elements.append(Element(ClientSet.UP6, ip6, self.mac))
+            elements.append(Element(ClientSet.DOWN6, ip6))
+        keyed = [(e, e.key) for e in elements]
+        self._cache = (self.ipv4, self.ipv6, keyed)
+        return keyed
 
     def elements(self) -> list[Element]:
         """Every kernel element this session needs."""
@@ -124,17 +126,21 @@ class Session:
         return cls(**body)
 
 
-def account(session: Session, readings: dict[Element, Counter], now: float) -> bool:
+def account(session: Session, readings: dict[Element, Counter], now: float,
+            missing: list[Element] | None = None) -> bool:
     """Fold the kernel's counter readings for this session's elements into its totals.
 
     A reading lower than the one remembered means the element was re-created
     (its counter restarted from zero), so the whole reading is new. Returns
-    True when anything changed. Upstream bytes count as activity.
+    True when anything changed. Upstream bytes count as activity. Elements
+    with no reading are appended to ``missing`` when it is given.
     """
     changed = False
     for element, key in session.keyed_elements():
         reading = readings.get(element)
         if reading is None:
+            if missing is not None:
+                missing.append(element)
             continue
         last = session.kernel.get(key)
         if last is None or reading.bytes < last[1] or reading.packets < last[0]:
