@@ -10,7 +10,6 @@ acknowledged with its reason and never stops the loop.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import logging
 import threading
 import time
@@ -18,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netctl import netlink, ruleset
+from netctl import conntrack, netlink, ruleset
 from netctl.health import HealthSampler
 from netctl.nft import Nft, NftError
 from parvis.core.commands import Command, CommandError, Result, Verb, parse_command
@@ -37,6 +36,7 @@ from parvis.store import Store, StoreError, new_consumer_name
 log = logging.getLogger(__name__)
 
 MAX_IPV6_PER_CLIENT = 8  # privacy addresses rotate; keep the newest few
+MAX_AUTHORIZE_AGE_S = 120  # an authorize older than this was given up by its sender
 COMMAND_BURST = 2000  # most commands taken from the stream at once (one transaction)
 SEEN_PRUNE_INTERVAL_S = 600
 
@@ -65,7 +65,8 @@ class Gateway:
         nft: Nft,
         ipv4_neighbours: Callable[[], dict[str, str]] | None = None,
         ipv6_neighbours: Callable[[], list[tuple[str, str]]] | None = None,
-        probe_mac: Callable[[str], str | None] | None = None,
+        probe_macs: Callable[[list[str]], dict[str, str]] | None = None,
+        cut_connections: Callable[[list[str]], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -75,7 +76,11 @@ class Gateway:
         lan = config.gateway.lan_interface
         self.ipv4_neighbours = ipv4_neighbours or (lambda: netlink.ipv4_neighbours(lan))
         self.ipv6_neighbours = ipv6_neighbours or (lambda: netlink.ipv6_neighbours(lan))
-        self.probe_mac = probe_mac or (lambda ip: None)
+        self.probe_macs = probe_macs or (lambda ips: {})
+        self.cut_connections = cut_connections or conntrack.cut_now
+        # Set when Redis or the kernel failed mid-change: memory may no longer match
+        # Redis, so the next pass reloads from Redis and reconciles the kernel.
+        self.resync_needed = False
         # Neighbour tables read at most once per burst of commands, not once per command.
         self._burst_neighbours4: dict[str, str] | None = None
         self._burst_neighbours6: list[tuple[str, str]] | None = None
@@ -131,29 +136,35 @@ class Gateway:
             if not rebuild_table:
                 raise
             # An incompatible table (an older layout, a hand edit) cannot be
-            # refreshed in place: start from a clean table, losing only counters.
-            log.warning("rebuilding table inet parvis from scratch error=%s", error)
+            # refreshed in place: replace it, in the same single transaction so
+            # the gateway is never open, losing only counters.
+            log.warning("replacing table inet parvis error=%s", error)
             actual = {}
             changes = plan(self.sessions.values(), actual, now)
-            self.nft.apply(ruleset.delete_table() if self.nft.table_exists() else [])
-            self.nft.apply(ruleset.build_table(self.config, self.all_blocked, self.all_trusted)
+            self.nft.apply(ruleset.delete_table()
+                           + ruleset.build_table(self.config, self.all_blocked, self.all_trusted)
                            + ruleset.add_client_elements(changes.add))
-        by_mac = {s.mac: s for s in self.sessions.values()}
-        for element, _ in changes.add:
-            owner = by_mac.get(element.mac) if element.mac else self._session_by_ip(element.ip)
-            if owner is not None:
-                forget_element(owner, element)
+        self._forget_recreated(element for element, _ in changes.add)
         self._persist(self.sessions.values(), ended)
+        self.cut_connections([a for s, _ in ended.values() for a in (s.ipv4, *s.ipv6)])
         return len(actual) - len(changes.delete), len(changes.add), len(changes.delete)
 
-    def _session_by_ip(self, ip: str) -> Session | None:
-        mac = self.mac_by_ipv4.get(ip)
-        if mac is not None:
-            return self.sessions.get(mac)
-        for session in self.sessions.values():
-            if ip in session.ipv6:
-                return session
-        return None
+    def _forget_recreated(self, elements: Iterable[Element]) -> list[Session]:
+        """Sessions whose elements were (re-)created at zero forget their last readings."""
+        owners: dict[str, Session] = {}
+        by_address: dict[str, Session] | None = None
+        for element in elements:
+            if element.mac is not None:
+                owner = self.sessions.get(element.mac)
+            else:
+                if by_address is None:  # built once per pass, not once per element
+                    by_address = {a: s for s in self.sessions.values()
+                                  for a in (s.ipv4, *s.ipv6)}
+                owner = by_address.get(element.ip)
+            if owner is not None:
+                forget_element(owner, element)
+                owners[owner.mac] = owner
+        return list(owners.values())
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -166,12 +177,24 @@ class Gateway:
         now = self.clock()
         results: dict[str, Result] = {}
         parsed: list[tuple[str, Command]] = []
+        redis_now: float | None = None  # stream ids carry Redis's clock, not ours
         for entry_id, fields in entries:
             try:
-                parsed.append((entry_id, parse_command(fields)))
+                command = parse_command(fields)
             except CommandError as error:
                 results[entry_id] = Result(False, str(error))
                 log.warning("refused command id=%s reason=%s", entry_id, error)
+                continue
+            if command.verb is Verb.AUTHORIZE and redis_now is None:
+                redis_now = self.store.server_time()
+            age_s = (redis_now or 0.0) - _entry_time(entry_id)
+            if command.verb is Verb.AUTHORIZE and age_s > MAX_AUTHORIZE_AGE_S:
+                # Its sender gave up long ago (netctl was down): do not open access late.
+                results[entry_id] = Result(False, f"expired: sent {age_s:.0f} s ago")
+                log.warning("refused command id=%s reason=expired age_s=%.0f", entry_id, age_s)
+                continue
+            parsed.append((entry_id, command))
+        self._probe_unknown(command for _, command in parsed)
         change = Change()
         staged: list[tuple[str, Command, Result]] = []
         for entry_id, command in parsed:
@@ -201,6 +224,22 @@ class Gateway:
         for entry_id, _command, result in staged:
             results[entry_id] = result
         self._finish(entries, results, [change])
+
+    def _probe_unknown(self, commands: Iterable[Command]) -> None:
+        """ARP-probe, all at once, the addresses of a burst that no neighbour entry names."""
+        wanted = [str(c.ip) for c in commands
+                  if c.verb is Verb.AUTHORIZE and c.mac is None and c.ip is not None]
+        if not wanted:
+            return
+        neighbours = self._neighbours4()
+        unknown = [ip for ip in dict.fromkeys(wanted) if ip not in neighbours]
+        if unknown:
+            neighbours.update(self.probe_macs(unknown))
+
+    def _neighbours4(self) -> dict[str, str]:
+        if self._burst_neighbours4 is None:
+            self._burst_neighbours4 = self.ipv4_neighbours()
+        return self._burst_neighbours4
 
     def _finish(self, entries: list[tuple[str, dict[str, str]]], results: dict[str, Result],
                 changes: list[Change]) -> None:
@@ -246,6 +285,16 @@ class Gateway:
     def _prepare(self, command: Command, change: Change, now: float) -> Result:
         """Stage one command into ``change``; the Result it will get if the batch lands."""
         try:
+            return self._prepare_one(command, change, now)
+        except StoreError:
+            raise
+        except Exception as error:
+            # A bug met by one command must not stop the others (nor the daemon).
+            log.exception("internal error on command %s", command.describe())
+            return Result(False, f"internal error ({type(error).__name__}); see netctl's log")
+
+    def _prepare_one(self, command: Command, change: Change, now: float) -> Result:
+        try:
             if command.verb is Verb.AUTHORIZE:
                 return self._prepare_authorize(command, change, now)
             if command.verb is Verb.DEAUTHORIZE:
@@ -265,14 +314,10 @@ class Gateway:
         assert command.ip is not None
         ip = str(command.ip)
         lan = self.config.gateway.lan_interface
-        if self._burst_neighbours4 is None:
-            self._burst_neighbours4 = self.ipv4_neighbours()
-        known = self._burst_neighbours4.get(ip)
+        # The neighbour table, completed by this burst's ARP probes (_probe_unknown).
+        known = self._neighbours4().get(ip)
         if command.mac is not None and known is not None and known != command.mac:
             return Result(False, f"address {ip} belongs to another device on the LAN")
-        if command.mac is None and known is None:
-            # Not in the neighbour table yet (a quiet device): ask on the wire.
-            known = self.probe_mac(ip)
         mac = command.mac or known
         if mac is None:
             return Result(False, f"no device answers at {ip} on {lan}")
@@ -286,18 +331,28 @@ class Gateway:
         if holder is not None and holder.mac != mac:
             # The address moved to another device (DHCP reassigned it): the old session ends.
             self._end(change, holder, EndReason.LOST_CARRIER)
-        if existing is not None:
-            self._end(change, existing, EndReason.LOST_CARRIER)
         hard = command.timeout_s or self.config.session.hard_timeout_s
-        ipv6 = [a for a, m in self._safe_ipv6_neighbours() if m == mac][-MAX_IPV6_PER_CLIENT:]
+        ipv6 = [a for a, m in self._safe_ipv6_neighbours() if m == mac][:MAX_IPV6_PER_CLIENT]
         session = Session(
             mac=mac, ipv4=ip, ipv6=ipv6, started_at=now, expires_at=now + hard,
             idle_timeout_s=self.config.session.idle_timeout_s, last_activity_at=now,
             authorized_by=command.by,
         )
+        if existing is not None:
+            # The same device with a new address (DHCP changed it): the session goes
+            # on, with its start, its hard timeout and its counts; only the elements move.
+            self._end(change, existing, EndReason.LOST_CARRIER)
+            change.ended.pop(mac, None)
+            session.started_at = existing.started_at
+            session.expires_at = existing.expires_at
+            session.authorized_by = existing.authorized_by
+            session.bytes_up, session.bytes_down = existing.bytes_up, existing.bytes_down
+            session.packets_up = existing.packets_up
+            session.packets_down = existing.packets_down
         change.sessions[mac] = session
-        change.nft += ruleset.add_client_elements((e, hard) for e in session.elements())
-        return Result(True, f"authorised {ip} ({mac}) for {hard} s",
+        timeout_s = session.remaining_s(now)
+        change.nft += ruleset.add_client_elements((e, timeout_s) for e in session.elements())
+        return Result(True, f"authorised {ip} ({mac}) for {timeout_s} s",
                       {"ip": ip, "mac": mac, "expires_at": session.expires_at})
 
     def _prepare_mac_list(self, command: Command, mac: str, change: Change) -> Result:
@@ -330,12 +385,16 @@ class Gateway:
         return Result(True, f"{mac} {'is now' if present else 'is no longer'} {which}")
 
     def _addresses_of(self, mac: str) -> list[str]:
-        """Addresses a MAC is known at, from the neighbour tables (for cutting connections)."""
-        found = [a for a, m in self._safe_ipv6_neighbours() if m == mac]
-        for seen_mac, info in self._safe_seen().items():
-            if seen_mac == mac and info.get("ipv4"):
-                found.append(str(info["ipv4"]))
-        return found
+        """Addresses a MAC is known at (for cutting its connections)."""
+        found = [a for a, m in self._neighbours4().items() if m == mac]
+        found += [a for a, m in self._safe_ipv6_neighbours() if m == mac]
+        try:
+            seen = self.store.seen_one(mac) or {}
+        except StoreError:
+            seen = {}
+        if seen.get("ipv4"):
+            found.append(str(seen["ipv4"]))
+        return list(dict.fromkeys(found))
 
     def _safe_ipv6_neighbours(self, cached: bool = True) -> list[tuple[str, str]]:
         if cached and self._burst_neighbours6 is not None:
@@ -347,12 +406,6 @@ class Gateway:
             neighbours = []
         self._burst_neighbours6 = neighbours
         return neighbours
-
-    def _safe_seen(self) -> dict[str, dict[str, Any]]:
-        try:
-            return self.store.seen()
-        except StoreError:
-            return {}
 
     def _commit(self, change: Change, now: float) -> None:
         """The kernel accepted the batch: make the in-memory state follow."""
@@ -380,13 +433,8 @@ class Gateway:
 
     def _cut(self, addresses: Iterable[str]) -> None:
         addresses = [a for a in addresses if a]
-        if not addresses:
-            return
-        try:
-            count = netlink.forget_connections(addresses)
-            log.debug("conntrack entries removed count=%d", count)
-        except netlink.NetlinkError as error:
-            log.warning("could not cut connections addresses=%s error=%s", addresses, error)
+        if addresses:
+            self.cut_connections(addresses)
 
     def _persist_change(self, change: Change, pipe: Any) -> None:
         self.store.save_sessions([s for s in change.sessions.values() if s is not None], pipe)
@@ -450,12 +498,8 @@ class Gateway:
         if changes.add:
             log.info("restoring missing firewall elements count=%d", len(changes.add))
         self.nft.apply(batch)
-        for element, _ in changes.add:
-            owner = self.sessions.get(element.mac) if element.mac else self._session_by_ip(
-                element.ip)
-            if owner is not None:
-                forget_element(owner, element)
-                changed[owner.mac] = owner
+        for owner in self._forget_recreated(element for element, _ in changes.add):
+            changed[owner.mac] = owner
         self._cut(a for session, _ in ended.values() for a in (session.ipv4, *session.ipv6))
         plan_done = time.perf_counter()
         self._persist(changed.values(), ended)
@@ -475,17 +519,29 @@ class Gateway:
         Returns how many addresses were learnt.
         """
         learnt = 0
+        fresh: dict[str, list[str]] = {}  # MAC -> its addresses, freshest first
         for address, mac in self._safe_ipv6_neighbours(cached=False):
-            session = self.sessions.get(mac)
-            if session is None or address in session.ipv6:
+            if mac in self.sessions:
+                fresh.setdefault(mac, []).append(address)
+        for mac, addresses in fresh.items():
+            session = self.sessions[mac]
+            if all(a in session.ipv6 for a in addresses):
                 continue
-            if ipaddress.ip_address(address).version != 6:
+            # Keep the addresses in use (freshest in the neighbour table) first, then
+            # the ones already granted; beyond the cap the stalest go. Stable from
+            # one sweep to the next, so nothing is learnt, dropped and learnt again.
+            kept = list(dict.fromkeys(addresses + session.ipv6))[:MAX_IPV6_PER_CLIENT]
+            added = [a for a in kept if a not in session.ipv6]
+            if not added:
                 continue
+            for address in added:
+                log.info("IPv6 address learnt mac=%s ip6=%s", mac, address)
             # A new list, never an in-place change: Session caches its elements by identity.
-            session.ipv6 = (session.ipv6 + [address])[-MAX_IPV6_PER_CLIENT:]
+            session.ipv6 = kept
+            live = {key for _, key in session.keyed_elements()}
+            session.kernel = {k: v for k, v in session.kernel.items() if k in live}
             changed[mac] = session
-            learnt += 1
-            log.info("IPv6 address learnt mac=%s ip6=%s", mac, address)
+            learnt += len(added)
         return learnt
 
     # --- the loop ------------------------------------------------------------------------------
@@ -502,11 +558,16 @@ class Gateway:
         pending_first = True
         while not stop.is_set():
             try:
-                if pending_first:
+                if self.resync_needed:
+                    self.start()
+                    self.resync_needed = False
+                    pending_first = True
+                while pending_first:
                     # Commands read before a crash but never acknowledged come first.
-                    self.handle_entries(self.store.read_commands(self.consumer, 0, COMMAND_BURST,
-                                                                 pending=True))
-                    pending_first = False
+                    pending = self.store.read_commands(self.consumer, 0, COMMAND_BURST,
+                                                       pending=True)
+                    self.handle_entries(pending)
+                    pending_first = len(pending) == COMMAND_BURST
                 now = time.monotonic()
                 if now >= next_sweep:
                     self.sweep()
@@ -537,13 +598,23 @@ class Gateway:
             except StoreError as error:
                 log.error("redis unavailable, clients keep their access; retrying error=%s",
                           error)
-                pending_first = True
+                self.resync_needed = True
                 stop.wait(1.0)
             except NftError as error:
-                log.error("firewall update failed; retrying error=%s batch_len=%d",
-                          error, len(error.batch))
+                log.error("firewall update failed; reloading state and retrying error=%s "
+                          "batch_len=%d", error, len(error.batch))
+                self.resync_needed = True
                 stop.wait(1.0)
             except Exception:
                 # The loop must survive anything one pass throws; the log carries the trace.
-                log.exception("unexpected error in netctl's loop; continuing")
+                log.exception("unexpected error in netctl's loop; reloading state, continuing")
+                self.resync_needed = True
                 stop.wait(1.0)
+
+
+def _entry_time(entry_id: str) -> float:
+    """When a stream entry was added, by Redis's clock (ids are milliseconds-sequence)."""
+    try:
+        return int(entry_id.split("-", 1)[0]) / 1000
+    except ValueError:
+        return float("inf")  # not a real entry id: treat as fresh

@@ -9,9 +9,13 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import parvis
 from parvis.core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_problem, load_config
+
+if TYPE_CHECKING:
+    from netctl.nft import Nft
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -73,11 +77,38 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         for problem in problems:
             print(f"parvis-netctl: {problem}", file=sys.stderr)
+        if not args.check and not any("_interface:" in p for p in problems):
+            # Redis is what is missing: the rules do not need it. Fail closed, so
+            # a gateway that boots before its Redis does not forward freely.
+            _close_only(config)
         return EXIT_CONFIG
     if args.check:
         print(f"parvis-netctl: {config.path}: configuration OK")
         return EXIT_OK
     return _serve(config)
+
+
+def close_gateway(nft: Nft, config: Config) -> None:
+    """Install the table at once (rules, configured MAC lists, walled garden).
+
+    Client sets are kept as they are: authorised clients keep their access. The
+    run-time blocked and trusted lists come from Redis when netctl reconciles.
+    """
+    from netctl import ruleset
+
+    nft.apply(ruleset.build_table(
+        config, config.clients.blocked_macs, config.clients.trusted_macs, replace_sets=False))
+
+
+def _close_only(config: Config) -> None:
+    from netctl.nft import Nft, NftError
+
+    try:
+        close_gateway(Nft(), config)
+        log.warning("Redis unreachable: firewall installed (unauthorised clients held at "
+                    "the portal), exiting")
+    except NftError as error:
+        log.error("could not install the firewall: %s", error)
 
 
 def _flush() -> int:
@@ -98,6 +129,7 @@ def _flush() -> int:
 
 
 def _serve(config: Config) -> int:
+    from netctl.conntrack import ConnectionCutter
     from netctl.daemon import Gateway
     from netctl.health import HealthSampler
     from netctl.nft import Nft, NftError
@@ -113,9 +145,18 @@ def _serve(config: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    nft = Nft()
+    try:
+        close_gateway(nft, config)
+    except NftError as error:
+        log.error("could not install the firewall: %s", error)
+        return EXIT_FAILED
     store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
     lan = config.gateway.lan_interface
-    gateway = Gateway(config, store, Nft(), probe_mac=lambda ip: arp_probe(lan, ip))
+    cutter = ConnectionCutter()
+    cutter.start()
+    gateway = Gateway(config, store, nft, probe_macs=lambda ips: arp_probe(lan, ips),
+                      cut_connections=cutter.cut)
     try:
         gateway.start()
     except (StoreError, NftError) as error:
@@ -132,6 +173,7 @@ def _serve(config: Config) -> int:
         gateway.run(stop, sampler, watcher.drain)
     finally:
         watcher.stop()
+        cutter.stop()
     log.info("netctl stopped gateway=%s sessions=%d", config.gateway.id, len(gateway.sessions))
     return EXIT_OK
 

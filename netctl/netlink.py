@@ -1,4 +1,4 @@
-"""Netlink adapter (pyroute2): interfaces, the neighbour table and conntrack.
+"""Netlink adapter (pyroute2): interfaces and the neighbour table.
 
 A small typed wrapper, so the rest of netctl never sees pyroute2's untyped
 keyword API. Every call opens its socket in the current network namespace.
@@ -9,11 +9,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Iterable
 
-from pyroute2 import Conntrack, IPRoute
-from pyroute2.netlink.exceptions import NetlinkError as _PyrouteNetlinkError
-from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+from pyroute2 import IPRoute
 
 from parvis.core.addresses import AddressError, parse_mac
 
@@ -38,10 +35,11 @@ def interface_index(name: str) -> int | None:
 
 
 def _neighbour_pairs(ifname: str, family: int) -> list[tuple[str, str]]:
+    """(address, MAC) of usable neighbours, the most recently confirmed or used first."""
     index = interface_index(ifname)
     if index is None:
         raise NetlinkError(f"no interface {ifname!r}")
-    pairs = []
+    pairs: list[tuple[int, str, str]] = []
     try:
         with IPRoute() as ipr:
             for neighbour in ipr.get_neighbours(family=family, ifindex=index):
@@ -51,13 +49,17 @@ def _neighbour_pairs(ifname: str, family: int) -> list[tuple[str, str]]:
                 lladdr = neighbour.get_attr("NDA_LLADDR")
                 if not dst or not lladdr:
                     continue
+                info = neighbour.get_attr("NDA_CACHEINFO") or {}
+                # Ticks since the entry was last confirmed or used: smaller is fresher.
+                age = min(info.get("ndm_confirmed", 1 << 62), info.get("ndm_used", 1 << 62))
                 try:
-                    pairs.append((str(ipaddress.ip_address(dst)), parse_mac(lladdr)))
+                    pairs.append((age, str(ipaddress.ip_address(dst)), parse_mac(lladdr)))
                 except (ValueError, AddressError):
                     continue
     except OSError as error:
         raise NetlinkError(f"reading the neighbour table of {ifname}: {error}") from error
-    return pairs
+    pairs.sort()
+    return [(address, mac) for _age, address, mac in pairs]
 
 
 def ipv4_neighbours(ifname: str) -> dict[str, str]:
@@ -66,36 +68,9 @@ def ipv4_neighbours(ifname: str) -> dict[str, str]:
 
 
 def ipv6_neighbours(ifname: str) -> list[tuple[str, str]]:
-    """(address, MAC) of every routable IPv6 neighbour on ``ifname`` (no link-local)."""
+    """(address, MAC) of every routable IPv6 neighbour on ``ifname``, freshest first."""
     return [
         (address, mac)
         for address, mac in _neighbour_pairs(ifname, socket.AF_INET6)
         if not ipaddress.IPv6Address(address).is_link_local
     ]
-
-
-def forget_connections(addresses: Iterable[str]) -> int:
-    """Delete every conntrack entry whose original source is one of ``addresses``.
-
-    Without this a deauthorised client's established connections would keep
-    their replies flowing until they time out. Returns how many were deleted.
-    """
-    wanted = {str(ipaddress.ip_address(a)) for a in addresses}
-    if not wanted:
-        return 0
-    deleted = 0
-    try:
-        with Conntrack() as ct:
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(family=family))):
-                    source = getattr(entry.tuple_orig, "saddr", None)
-                    if source is None or str(ipaddress.ip_address(source)) not in wanted:
-                        continue
-                    try:
-                        ct.delete(entry)
-                        deleted += 1
-                    except _PyrouteNetlinkError as error:  # it ended meanwhile: not a failure
-                        log.debug("conntrack entry already gone: %s", error)
-    except (OSError, _PyrouteNetlinkError) as error:
-        raise NetlinkError(f"conntrack: {error}") from error
-    return deleted

@@ -219,13 +219,16 @@ def build_table(
     config: Config,
     blocked_macs: Iterable[str],
     trusted_macs: Iterable[str],
+    replace_sets: bool = True,
 ) -> list[Json]:
     """Commands that create or refresh the whole table, keeping client set elements.
 
     ``add`` of an existing table, set or chain is not an error, so the same
     batch serves a first start and a restart; chains are flushed and refilled,
     static sets are flushed and refilled, client sets are left untouched (their
-    elements, counters and timeouts survive).
+    elements, counters and timeouts survive). With ``replace_sets=False`` the
+    static sets only gain the given members (used to close the gateway at once,
+    before the run-time lists can be read from Redis).
     """
     commands: list[Json] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
     commands += [{"add": {"set": d}} for d in set_definitions()]
@@ -241,8 +244,10 @@ def build_table(
         for expressions in chain_rules:
             commands.append({"add": {"rule": {
                 "family": FAMILY, "table": TABLE, "chain": chain, "expr": expressions}}})
-    for name in (BLOCKED_MACS, TRUSTED_MACS, GARDEN4, GARDEN6):
-        commands.append({"flush": {"set": {"family": FAMILY, "table": TABLE, "name": name}}})
+    if replace_sets:
+        for name in (BLOCKED_MACS, TRUSTED_MACS, GARDEN4, GARDEN6):
+            commands.append({"flush": {"set": {"family": FAMILY, "table": TABLE,
+                                               "name": name}}})
     commands += replace_mac_set(BLOCKED_MACS, blocked_macs, flush=False)
     commands += replace_mac_set(TRUSTED_MACS, trusted_macs, flush=False)
     garden4 = [str(c) for c in config.walled_garden.cidrs if isinstance(c, ipaddress.IPv4Network)]
@@ -318,5 +323,7 @@ def delete_client_elements(elements: Iterable[Element]) -> list[Json]:
 
 
 def delete_table() -> list[Json]:
-    """The command that removes everything netctl created."""
-    return [{"delete": {"table": {"family": FAMILY, "name": TABLE}}}]
+    """The command that removes everything netctl created (never fails on a missing table)."""
+    table = {"table": {"family": FAMILY, "name": TABLE}}
+    # Add before delete: deleting a table that is not there is not an error.
+    return [{"add": table}, {"delete": table}]

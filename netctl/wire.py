@@ -19,7 +19,7 @@ conf.ipv6_enabled = True
 
 from scapy.layers.dhcp import BOOTP, DHCP  # noqa: E402 - after the verbosity setting
 from scapy.layers.l2 import ARP, Ether  # noqa: E402
-from scapy.sendrecv import AsyncSniffer, srp1  # noqa: E402
+from scapy.sendrecv import AsyncSniffer, srp  # noqa: E402
 
 from parvis.core.addresses import AddressError, parse_mac  # noqa: E402
 
@@ -108,17 +108,21 @@ class DhcpWatcher:
         self._sniffer = None
 
 
-def arp_probe(interface: str, ip: str, timeout_s: float = 0.5) -> str | None:
-    """Ask who has ``ip`` on ``interface``; the MAC that answers, or None."""
+def arp_probe(interface: str, ips: list[str], timeout_s: float = 0.5) -> dict[str, str]:
+    """Ask who has each of ``ips`` on ``interface``, all at once; address -> MAC that answered."""
+    if not ips:
+        return {}
     try:
-        answer = srp1(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip), iface=interface,
-                      timeout=timeout_s, verbose=False)
+        answered, _unanswered = srp([Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=ip) for ip in ips],
+                                    iface=interface, timeout=timeout_s, verbose=False)
     except OSError as error:
-        log.warning("ARP probe failed interface=%s ip=%s error=%s", interface, ip, error)
-        return None
-    if answer is None or ARP not in answer:
-        return None
-    try:
-        return parse_mac(answer[ARP].hwsrc)
-    except AddressError:
-        return None
+        log.warning("ARP probe failed interface=%s count=%d error=%s", interface, len(ips), error)
+        return {}
+    found: dict[str, str] = {}
+    for _sent, reply in answered:
+        if ARP in reply and reply[ARP].psrc in ips:
+            try:
+                found[str(reply[ARP].psrc)] = parse_mac(reply[ARP].hwsrc)
+            except AddressError:
+                continue
+    return found

@@ -89,6 +89,9 @@ def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         decode_responses=True,
+        # A command that is not UTF-8 must become a refusal, not an exception
+        # raised while reading the stream (which would stall every command).
+        encoding_errors="replace",
         health_check_interval=30,
     )
 
@@ -171,6 +174,12 @@ class Store:
         return self.wait_reply(self.send_command(command), timeout_s)
 
     @_redis_errors
+    def server_time(self) -> float:
+        """Redis's own clock, in seconds: the clock stream entry ids are written with."""
+        seconds, microseconds = self.client.time()
+        return float(seconds) + float(microseconds) / 1e6
+
+    @_redis_errors
     def ensure_group(self) -> None:
         """Create the stream and its consumer group if missing (idempotent)."""
         try:
@@ -208,6 +217,8 @@ class Store:
             ids.append(entry_id)
         if ids:
             pipeline.xack(self.keys.commands, COMMAND_GROUP, *ids)
+            # A handled command leaves the stream: entries name addresses and MACs.
+            pipeline.xdel(self.keys.commands, *ids)
         if own:
             pipeline.execute()
 
@@ -279,6 +290,12 @@ class Store:
             })
             old[mac] = mapping[mac]
         self.client.hset(self.keys.seen, mapping=mapping)
+
+    @_redis_errors
+    def seen_one(self, mac: str) -> dict[str, Any] | None:
+        """What DHCP told of one device, or None."""
+        text = self.client.hget(self.keys.seen, mac)
+        return json.loads(text) if text else None
 
     @_redis_errors
     def seen(self) -> dict[str, dict[str, Any]]:

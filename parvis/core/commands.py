@@ -80,6 +80,8 @@ def parse_command(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Command:
         body = json.loads(text)
     except json.JSONDecodeError as error:
         raise CommandError(f"command is not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise CommandError("command is nested too deeply") from None
     if not isinstance(body, dict):
         raise CommandError("command must be a JSON object")
     unknown = sorted(set(body) - _KNOWN_FIELDS)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from lab import topology as lab_topology
 from lab.topology import Lab
 from parvis.core.commands import Command, Verb
 from parvis.store import Store, connect
+from tests.lab.test_config_cli import lab_config, write_toml
 
 pytestmark = pytest.mark.lab
 
@@ -438,7 +440,8 @@ def test_parvisctl_exit_codes_and_json(lab: Lab) -> None:
     status = parvisctl(lab, "status")
     assert status.returncode == 0 and "netctl running" in status.stdout
     status_json = json.loads(parvisctl(lab, "status", "--json").stdout)
-    assert status_json[0]["sessions"] >= 1 and isinstance(status_json[0]["cpu_percent"], float)
+    own = next(g for g in status_json if g["gateway"] == lab_topology.GATEWAY_ID)
+    assert own["running"] and own["sessions"] >= 1 and isinstance(own["cpu_percent"], float)
 
 
 def test_health_snapshot_has_interfaces_and_rates(lab: Lab, store: Store) -> None:
@@ -483,4 +486,22 @@ def test_kernel_timeout_ends_access_even_with_netctl_stopped(lab: Lab) -> None:
     lab.stop_netctl(signal.SIGTERM)
     # No daemon now: only the element's own timeout in the kernel can end access.
     assert wait_for(lambda: not reaches_internet(lab, "c1"), timeout=6, interval=0.3) is not None
+    assert lands_on_portal(lab, "c1", f"http://{WEB4}/")
+
+
+def test_netctl_fails_closed_when_redis_is_unreachable(lab: Lab, tmp_path: Path) -> None:
+    lab.stop_netctl(signal.SIGTERM)
+    flushed = lab.exec("gw", [sys.executable, "-m", "netctl.main", "--config",
+                              str(lab.config_path), "--flush"], check=False)
+    assert flushed.returncode == 0, flushed.stderr
+    # With no table the gateway forwards freely: what a boot before Redis must not leave.
+    assert reaches_internet(lab, "c1")
+    data = lab_config(lab)
+    data["redis"]["url"] = "unix:///run/parvis-lab/no-such/redis.sock"
+    broken = tmp_path / "parvis.toml"
+    write_toml(broken, data)
+    result = lab.exec("gw", [sys.executable, "-m", "netctl.main", "--config", str(broken)],
+                      check=False)
+    assert result.returncode == 2 and "[redis] url: cannot reach" in result.stderr
+    assert not reaches_internet(lab, "c1")
     assert lands_on_portal(lab, "c1", f"http://{WEB4}/")

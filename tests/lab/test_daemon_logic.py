@@ -1,4 +1,4 @@
-"""netctl's batching: a burst of commands is one transaction, and one bad command sinks none.
+"""netctl's logic between Redis and the kernel: batching, replays, resync, IPv6 learning.
 
 The kernel side is a recording stand-in here (the lab tests prove the real
 rules); Redis is the lab's real server, under a gateway id of its own.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,11 +16,12 @@ import pytest
 
 from lab.topology import Lab
 from netctl.daemon import Gateway
+from netctl.health import HealthSampler
 from netctl.nft import NftError
 from parvis.core.commands import Command, Verb
 from parvis.core.config import Config, parse_config
 from parvis.core.sessions import Counter, Element
-from parvis.store import Store, connect
+from parvis.store import Keys, Store, StoreError, connect
 
 pytestmark = pytest.mark.lab
 
@@ -43,7 +45,9 @@ class RecordingNft:
         return True
 
     def client_elements(self) -> dict[Element, Counter]:
-        return {}
+        return dict(self.present)
+
+    present: dict[Element, Counter] = {}
 
 
 def config(lab: Lab, gateway_id: str) -> Config:
@@ -65,13 +69,18 @@ def gateway(lab: Lab, request: pytest.FixtureRequest) -> Iterator[tuple[Gateway,
         client.delete(key)
     nft = RecordingNft()
     neighbours = {f"10.77.9.{i}": f"02:bb:00:00:00:{i:02x}" for i in range(1, 70)}
+    neighbours6: list[tuple[str, str]] = []
     instance = Gateway(config(lab, gateway_id), store, nft,  # type: ignore[arg-type]
-                       ipv4_neighbours=lambda: neighbours, ipv6_neighbours=lambda: [])
+                       ipv4_neighbours=lambda: neighbours, ipv6_neighbours=lambda: neighbours6,
+                       cut_connections=lambda addresses: None)
+    instance.test_neighbours = neighbours  # type: ignore[attr-defined]
+    instance.test_neighbours6 = neighbours6  # type: ignore[attr-defined]
     instance.start()
     nft.batches.clear()
     yield instance, store, nft
     for key in client.scan_iter(f"{store.keys.prefix}:*"):
         client.delete(key)
+    client.srem(Keys.GATEWAYS, gateway_id)
     client.close()
 
 
@@ -145,3 +154,100 @@ def test_unacknowledged_commands_are_replayed_after_a_crash(
     successor.handle_entries(store.read_commands(successor.consumer, 0, 1000, pending=True))
     assert all((r := store.wait_reply(i, 1)) is not None and r.ok for i in ids)
     assert len(store.sessions()) == 3
+
+
+def test_commands_that_break_parsers_are_refused_and_do_not_stall_the_rest(
+        gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    raw = store.client
+    pipe = raw.pipeline(transaction=True)
+    pipe.xadd(store.keys.commands, {"command": "[" * 3000})  # under the size limit
+    pipe.xadd(store.keys.commands, {"command": b"\xff\xfe{"})
+    pipe.xadd(store.keys.commands, {"command": Command(
+        Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.4")).to_json()})
+    ids = [str(i) for i in pipe.execute()]
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    results = [store.wait_reply(i, 1) for i in ids]
+    assert results[0] is not None and "nested too deeply" in results[0].message
+    assert results[1] is not None and not results[1].ok
+    assert results[2] is not None and results[2].ok
+    # Handled entries leave the stream: it does not keep addresses and MACs.
+    assert raw.xlen(store.keys.commands) == 0
+
+
+def test_an_authorize_whose_sender_gave_up_long_ago_is_refused(
+        gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    old_ms = int(store.server_time() * 1000) - 300_000
+    entry_id = store.client.xadd(store.keys.commands, {"command": Command(
+        Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.5")).to_json()}, id=f"{old_ms}-0")
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    result = store.wait_reply(str(entry_id), 1)
+    assert result is not None and not result.ok and "expired" in result.message
+    assert store.sessions() == {}
+
+
+def test_a_new_address_for_the_same_device_keeps_its_session(
+        gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    neighbours = daemon.test_neighbours  # type: ignore[attr-defined]
+    mac = neighbours["10.77.9.6"]
+    first = store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.6")))
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    assert (r := store.wait_reply(first, 1)) is not None and r.ok
+    before = store.sessions()[mac]
+    neighbours["10.77.9.66"] = mac  # DHCP gave the device another address
+    second = store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.66")))
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    assert (r := store.wait_reply(second, 1)) is not None and r.ok
+    after = store.sessions()[mac]
+    assert after.ipv4 == "10.77.9.66"
+    assert (after.started_at, after.expires_at) == (before.started_at, before.expires_at)
+    assert list(store.sessions()) == [mac]
+
+
+def test_a_failed_redis_write_is_replayed_after_reloading_state(
+        lab: Lab, gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    real_execute = store.execute
+    failures: list[int] = []
+
+    def fail_once(pipe: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise StoreError("simulated: connection lost during EXEC")
+        real_execute(pipe)
+
+    store.execute = fail_once  # type: ignore[method-assign]
+    mac = "02:bb:00:00:00:07"
+    entry_id = store.send_command(Command(Verb.BLOCK, mac=mac))
+    stop = threading.Event()
+    worker = threading.Thread(target=daemon.run, args=(stop, HealthSampler("t", ["lo"])))
+    worker.start()
+    try:
+        result = store.wait_reply(entry_id, 10)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert failures, "the simulated failure did not happen"
+    assert result is not None and result.ok
+    # The block reached Redis on the replay, not only netctl's memory.
+    assert store.mac_set("blocked") == {mac}
+
+
+def test_ipv6_learning_is_capped_and_stable(
+        gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    mac = daemon.test_neighbours["10.77.9.8"]  # type: ignore[attr-defined]
+    entry_id = store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.8")))
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    assert (r := store.wait_reply(entry_id, 1)) is not None and r.ok
+    # Twelve addresses for the device, freshest first (as netlink.ipv6_neighbours gives them).
+    daemon.test_neighbours6[:] = [(f"fd77::8:{i}", mac) for i in range(12)]  # type: ignore[attr-defined]
+    daemon.sweep()
+    first = list(daemon.sessions[mac].ipv6)
+    assert first == [f"fd77::8:{i}" for i in range(8)]
+    for _ in range(3):
+        daemon.sweep()
+    assert daemon.sessions[mac].ipv6 == first
+    assert store.sessions()[mac].ipv6 == first
