@@ -47,12 +47,32 @@ class GatewayConfig:
 
 @dataclass(frozen=True)
 class PortalConfig:
-    """Where unauthorised clients' web traffic is sent."""
+    """The portal: where unauthorised clients' web traffic is sent, and how it answers."""
 
     address: ipaddress.IPv4Address
     address6: ipaddress.IPv6Address | None = None
     http_port: int = 8080
     https_port: int = 8443
+    # The name in the portal's certificate; splash pages and the RFC 8908 API live
+    # at https://hostname:https_port/. The gateway's DNS resolves it to `address`.
+    hostname: str = "portail.parvis.test"
+    # The short plain-HTTP name for posters (http://wifi.<town>/), resolved to the gateway.
+    poster_hostname: str = "wifi.parvis.test"
+    certificate: Path = Path("/etc/parvis/tls/portal.crt")
+    private_key: Path = Path("/etc/parvis/tls/portal.key")
+    # A file holding the portal's secret (session cookies, CSRF tokens, signed URLs).
+    secret_key_file: Path = Path("/etc/parvis/portal.secret")
+    # Terms of use, privacy notice and tiles the town edits (docs/portal.md).
+    content_dir: Path = Path("/etc/parvis/content")
+    venue_info_url: str | None = None
+    # How long an accepting resident waits for netctl before a friendly 503.
+    ack_timeout_s: float = 2.0
+    # Wrong access codes a client may try per 10 minutes.
+    code_attempts: int = 5
+    # Remote portal mode: unauthorised clients go to this central portal with
+    # signed, expiring, single-use parameters (secret shared with it).
+    remote_url: str | None = None
+    handoff_secret_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +250,10 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
         path=path,
         gateway=_gateway(_Section(path, "gateway", table("gateway"),
                                   {"id", "lan_interface", "wan_interface", "masquerade"})),
-        portal=_portal(_Section(path, "portal", table("portal"),
-                                {"address", "address6", "http_port", "https_port"})),
+        portal=_portal(_Section(path, "portal", table("portal"), {
+            "address", "address6", "http_port", "https_port", "hostname", "poster_hostname",
+            "certificate", "private_key", "secret_key_file", "content_dir", "venue_info_url",
+            "ack_timeout_s", "code_attempts", "remote_url", "handoff_secret_file"})),
         redis=_redis(_Section(path, "redis", table("redis"), {"url", "timeout_s"})),
         session=_session(_Section(path, "session", table("session"),
                                   {"hard_timeout_s", "idle_timeout_s"})),
@@ -281,8 +303,59 @@ def _portal(s: _Section) -> PortalConfig:
     https_port = int(s.number("https_port", 8443, 1, 65535, integer=True))
     if http_port == https_port:
         raise s.fail("https_port", f"{https_port} is also http_port", "a different port")
-    return PortalConfig(address=address, address6=address6, http_port=http_port,
-                        https_port=https_port)
+    defaults = PortalConfig(address=address)
+    remote_url = _url(s, "remote_url")
+    handoff = _path(s, "handoff_secret_file", None)
+    if remote_url is not None and handoff is None:
+        raise s.fail("handoff_secret_file", "missing (remote_url is set)",
+                     "the path of the secret shared with the central portal")
+    return PortalConfig(
+        address=address, address6=address6, http_port=http_port, https_port=https_port,
+        hostname=_hostname(s, "hostname", defaults.hostname),
+        poster_hostname=_hostname(s, "poster_hostname", defaults.poster_hostname),
+        certificate=_path(s, "certificate", defaults.certificate) or defaults.certificate,
+        private_key=_path(s, "private_key", defaults.private_key) or defaults.private_key,
+        secret_key_file=(_path(s, "secret_key_file", defaults.secret_key_file)
+                         or defaults.secret_key_file),
+        content_dir=_path(s, "content_dir", defaults.content_dir) or defaults.content_dir,
+        venue_info_url=_url(s, "venue_info_url"),
+        ack_timeout_s=s.number("ack_timeout_s", 2.0, 0.2, 30),
+        code_attempts=int(s.number("code_attempts", 5, 1, 1000, integer=True)),
+        remote_url=remote_url,
+        handoff_secret_file=handoff,
+    )
+
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}$")
+
+
+def _hostname(s: _Section, key: str, default: str) -> str:
+    expected = "a fully qualified DNS name (e.g. \"portail.plessisville.ca\")"
+    name = s.get(key, str, expected, default).lower()
+    if not _HOSTNAME_RE.match(name):
+        raise s.fail(key, f"{name!r} is not a DNS name", expected)
+    return name
+
+
+def _path(s: _Section, key: str, default: Path | None) -> Path | None:
+    expected = "an absolute file path"
+    if key not in s.table:
+        return default
+    text = s.get(key, str, expected)
+    if not text.startswith("/"):
+        raise s.fail(key, f"{text!r} is not an absolute path", expected)
+    return Path(text)
+
+
+def _url(s: _Section, key: str) -> str | None:
+    expected = "an https:// or http:// URL"
+    if key not in s.table:
+        return None
+    text = s.get(key, str, expected)
+    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", text):
+        raise s.fail(key, f"{text!r} is not a web address", expected)
+    return text
 
 
 def _redis(s: _Section) -> RedisConfig:

@@ -31,7 +31,12 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
     for section in ("gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl"):
         assert section in data, section
     assert set(data["netctl"]) == {"sweep_interval_s", "health_interval_s", "log_level"}
-    assert set(data["portal"]) == {"address", "address6", "http_port", "https_port"}
+    assert set(data["portal"]) | {"remote_url", "handoff_secret_file"} == {
+        "address", "address6", "http_port", "https_port", "hostname", "poster_hostname",
+        "certificate", "private_key", "secret_key_file", "content_dir", "venue_info_url",
+        "ack_timeout_s", "code_attempts", "remote_url", "handoff_secret_file"}
+    # The two remote-mode keys are shown commented out, with their meaning.
+    assert "# remote_url = " in text and "# handoff_secret_file = " in text
 
 
 def test_defaults_fill_optional_sections() -> None:
@@ -67,6 +72,12 @@ CASES = [
     ("clients", "blocked_macs", ["ff:ff:ff:ff:ff:ff"], "[clients] blocked_macs: 'ff:ff:ff:ff:ff:ff'"
                                                        " is a multicast or broadcast MAC"),
     ("netctl", "log_level", "LOUD", "[netctl] log_level: 'LOUD' is not a log level"),
+    ("portal", "hostname", "portal_1", "[portal] hostname: 'portal_1' is not a DNS name"),
+    ("portal", "certificate", "tls/portal.crt", "[portal] certificate: 'tls/portal.crt' is not an "
+                                                "absolute path"),
+    ("portal", "remote_url", "ftp://x", "[portal] remote_url: 'ftp://x' is not a web address"),
+    ("portal", "remote_url", "https://central.test/", "[portal] handoff_secret_file: missing "
+                                                      "(remote_url is set)"),
     ("netctl", "sweep_interval_s", 0, "[netctl] sweep_interval_s: 0 is out of range"),
 ]
 
