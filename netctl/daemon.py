@@ -336,7 +336,8 @@ class Gateway:
         session = Session(
             mac=mac, ipv4=ip, ipv6=ipv6, started_at=now, expires_at=now + hard,
             idle_timeout_s=self.config.session.idle_timeout_s, last_activity_at=now,
-            authorized_by=command.by,
+            authorized_by=command.by, terms_version=command.terms_version, via=command.via,
+            code_batch=command.code_batch,
         )
         if existing is not None:
             # The same device with a new address (DHCP changed it): the session goes

@@ -35,7 +35,8 @@ class Verb(StrEnum):
 
 # Which address arguments each verb takes: (needs ip, needs mac); "either" for deauthorize.
 _MAC_ONLY = {Verb.BLOCK, Verb.UNBLOCK, Verb.TRUST, Verb.UNTRUST}
-_KNOWN_FIELDS = {"verb", "ip", "mac", "timeout_s", "by"}
+_KNOWN_FIELDS = {"verb", "ip", "mac", "timeout_s", "by", "terms_version", "via", "code_batch"}
+_VIAS = {"", "accept", "code", "admin", "handoff"}
 
 
 class CommandError(ValueError):
@@ -51,6 +52,10 @@ class Command:
     mac: str | None = None
     timeout_s: int | None = None
     by: str = ""
+    # What the resident agreed to and how: recorded with the session.
+    terms_version: str = ""
+    via: str = ""
+    code_batch: str = ""
 
     def to_json(self) -> str:
         """The wire form, as :func:`parse_command` reads it."""
@@ -61,8 +66,9 @@ class Command:
             body["mac"] = self.mac
         if self.timeout_s is not None:
             body["timeout_s"] = self.timeout_s
-        if self.by:
-            body["by"] = self.by
+        for name in ("by", "terms_version", "via", "code_batch"):
+            if getattr(self, name):
+                body[name] = getattr(self, name)
         return json.dumps(body, separators=(",", ":"))
 
     def describe(self) -> str:
@@ -99,9 +105,15 @@ def parse_command(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Command:
     ip = _optional(body, "ip", _parse_ipv4)
     mac = _optional(body, "mac", parse_mac)
     timeout_s = _optional(body, "timeout_s", _parse_timeout)
-    by = body.get("by", "")
-    if not isinstance(by, str) or len(by) > 64:
-        raise CommandError("field 'by' must be a short string")
+    texts = {}
+    for name in ("by", "terms_version", "code_batch"):
+        value = body.get(name, "")
+        if not isinstance(value, str) or len(value) > 64:
+            raise CommandError(f"field {name!r} must be a string of at most 64 characters")
+        texts[name] = value
+    via = body.get("via", "")
+    if via not in _VIAS:
+        raise CommandError(f"field 'via' must be one of {', '.join(sorted(_VIAS - {''}))}")
 
     if verb in _MAC_ONLY:
         if mac is None:
@@ -116,7 +128,11 @@ def parse_command(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Command:
             raise CommandError("deauthorize needs an 'ip' or a 'mac'")
         if timeout_s is not None:
             raise CommandError("deauthorize takes no 'timeout_s'")
-    return Command(verb=verb, ip=ip, mac=mac, timeout_s=timeout_s, by=by)
+    if verb is not Verb.AUTHORIZE and (texts["terms_version"] or via or texts["code_batch"]):
+        raise CommandError(f"{verb.value} takes no 'terms_version', 'via' or 'code_batch'")
+    return Command(verb=verb, ip=ip, mac=mac, timeout_s=timeout_s, by=texts["by"],
+                   terms_version=texts["terms_version"], via=via,
+                   code_batch=texts["code_batch"])
 
 
 def _field_text(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> str:

@@ -83,6 +83,9 @@ class Session:
     packets_up: int = 0
     packets_down: int = 0
     authorized_by: str = ""
+    terms_version: str = ""
+    via: str = ""
+    code_batch: str = ""
     # The last counter reading taken from each kernel element, by Element.key:
     # what lets a restarted netctl count only the bytes it has not yet counted.
     kernel: dict[str, list[int]] = field(default_factory=dict)

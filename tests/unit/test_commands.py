@@ -22,6 +22,15 @@ def test_round_trip() -> None:
     assert parse_command({"command": command.to_json()}) == command
 
 
+def test_terms_and_method_travel_with_an_authorization() -> None:
+    command = parse_command(entry({"verb": "authorize", "ip": "10.77.0.12",
+                                   "terms_version": "a1b2c3", "via": "code",
+                                   "code_batch": "b-2026-11"}))
+    assert (command.terms_version, command.via, command.code_batch) == ("a1b2c3", "code",
+                                                                        "b-2026-11")
+    assert parse_command({"command": command.to_json()}) == command
+
+
 def test_bytes_fields_are_accepted() -> None:
     command = parse_command({b"command": b'{"verb":"block","mac":"02:00:00:00:00:01"}'})
     assert command == Command(Verb.BLOCK, mac="02:00:00:00:00:01")
@@ -46,6 +55,9 @@ BAD = [
     (entry({"verb": "trust", "mac": "01:00:5e:00:00:01"}), "multicast"),
     (entry({"verb": "untrust", "mac": "02:00:00:00:00:01", "extra": 1}), "unknown field 'extra'"),
     (entry("x" * 5000), "larger than"),
+    (entry({"verb": "authorize", "ip": "10.77.0.5", "via": "magic"}), "field 'via'"),
+    (entry({"verb": "block", "mac": "02:00:00:00:00:01", "via": "accept"}), "takes no"),
+    (entry({"verb": "authorize", "ip": "10.77.0.5", "terms_version": "v" * 65}), "at most 64"),
 ]
 
 
