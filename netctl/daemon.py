@@ -53,6 +53,7 @@ class Change:
     trusted: dict[str, bool] = field(default_factory=dict)
     nft: list[Json] = field(default_factory=list)
     cut_addresses: list[str] = field(default_factory=list)
+    replaced: list[Session] = field(default_factory=list)  # every session _end() touched
 
 
 class Gateway:
@@ -279,6 +280,7 @@ class Gateway:
     def _end(self, change: Change, session: Session, reason: EndReason) -> None:
         change.sessions[session.mac] = None
         change.ended[session.mac] = (session, reason)
+        change.replaced.append(session)
         change.nft += ruleset.delete_client_elements(session.elements())
         change.cut_addresses += [session.ipv4, *session.ipv6]
 
@@ -438,8 +440,9 @@ class Gateway:
             self.cut_connections(addresses)
 
     def _persist_change(self, change: Change, pipe: Any) -> None:
+        # Deletes first: a session saved by this change may reuse an address just released.
+        self.store.delete_sessions(change.replaced, pipe)
         self.store.save_sessions([s for s in change.sessions.values() if s is not None], pipe)
-        self.store.delete_sessions([m for m, s in change.sessions.items() if s is None], pipe)
         for mac, present in change.blocked.items():
             self.store.change_mac_set("blocked", mac, present, pipe)
         for mac, present in change.trusted.items():
@@ -448,8 +451,8 @@ class Gateway:
     def _persist(self, changed: Iterable[Session],
                  ended: dict[str, tuple[Session, EndReason]]) -> None:
         pipe = self.store.pipeline()
+        self.store.delete_sessions([session for session, _ in ended.values()], pipe)
         self.store.save_sessions(changed, pipe)
-        self.store.delete_sessions(ended, pipe)
         self.store.execute(pipe)
 
     # --- sweep ---------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ class Keys:
         return f"{self.prefix}:sessions"
 
     @property
+    def sessions_by_ip(self) -> str:
+        """HASH IPv4 address -> MAC of the session holding it (kept with ``sessions``)."""
+        return f"{self.prefix}:sessions_by_ip"
+
+    @property
     def blocked(self) -> str:
         """SET of MACs blocked at run time (the config's list comes on top)."""
         return f"{self.prefix}:blocked"
@@ -232,17 +237,36 @@ class Store:
 
     @_redis_errors
     def save_sessions(self, sessions: Iterable[Session], pipe: Any = None) -> None:
-        """Write these sessions (one HSET for all)."""
-        mapping = {s.mac: s.to_json() for s in sessions}
-        if mapping:
-            (pipe or self.client).hset(self.keys.sessions, mapping=mapping)
+        """Write these sessions and their address index (one HSET each)."""
+        sessions = list(sessions)
+        if sessions:
+            target = pipe or self.client
+            target.hset(self.keys.sessions, mapping={s.mac: s.to_json() for s in sessions})
+            target.hset(self.keys.sessions_by_ip, mapping={s.ipv4: s.mac for s in sessions})
 
     @_redis_errors
-    def delete_sessions(self, macs: Iterable[str], pipe: Any = None) -> None:
-        """Remove these sessions."""
-        macs = list(macs)
-        if macs:
-            (pipe or self.client).hdel(self.keys.sessions, *macs)
+    def delete_sessions(self, sessions: Iterable[Session | str], pipe: Any = None) -> None:
+        """Remove these sessions (Session objects, or MACs) and their index entries."""
+        sessions = list(sessions)
+        if not sessions:
+            return
+        target = pipe or self.client
+        target.hdel(self.keys.sessions, *[s if isinstance(s, str) else s.mac for s in sessions])
+        addresses = [s.ipv4 for s in sessions if not isinstance(s, str)]
+        if addresses:
+            target.hdel(self.keys.sessions_by_ip, *addresses)
+
+    @_redis_errors
+    def session_for_ip(self, ipv4: str) -> Session | None:
+        """The session holding this IPv4 address, if any (what the portal asks)."""
+        mac = self.client.hget(self.keys.sessions_by_ip, ipv4)
+        if mac is None:
+            return None
+        text = self.client.hget(self.keys.sessions, mac)
+        if text is None:
+            return None
+        session = Session.from_json(text)
+        return session if session.ipv4 == ipv4 else None
 
     @_redis_errors
     def mac_set(self, which: str) -> set[str]:

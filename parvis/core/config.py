@@ -96,6 +96,9 @@ class WalledGardenConfig:
     """Destinations reachable before login."""
 
     cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Names whose addresses the gateway's dnsmasq adds to the walled-garden sets
+    # as clients resolve them (dnsmasq's nftset= directive); subdomains included.
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,7 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
         session=_session(_Section(path, "session", table("session"),
                                   {"hard_timeout_s", "idle_timeout_s"})),
         walled_garden=_walled_garden(_Section(path, "walled_garden", table("walled_garden"),
-                                              {"cidrs"})),
+                                              {"cidrs", "names"})),
         clients=_clients(_Section(path, "clients", table("clients"),
                                   {"trusted_macs", "blocked_macs"})),
         netctl=_netctl(_Section(path, "netctl", table("netctl"),
@@ -386,7 +389,13 @@ def _walled_garden(s: _Section) -> WalledGardenConfig:
             cidrs.append(ipaddress.ip_network(item, strict=True))
         except ValueError as error:
             raise s.fail("cidrs", f"{item!r} is not a network ({error})", expected) from None
-    return WalledGardenConfig(cidrs=tuple(cidrs))
+    expected_names = "a list of DNS names (e.g. [\"plessisville.quebec\"])"
+    names = []
+    for item in s.get("names", list, expected_names, []):
+        if not isinstance(item, str) or not _HOSTNAME_RE.match(item.lower()):
+            raise s.fail("names", f"{item!r} is not a DNS name", expected_names)
+        names.append(item.lower())
+    return WalledGardenConfig(cidrs=tuple(cidrs), names=tuple(dict.fromkeys(names)))
 
 
 def _mac_list(s: _Section, key: str) -> tuple[str, ...]:

@@ -204,6 +204,11 @@ def test_a_new_address_for_the_same_device_keeps_its_session(
     assert after.ipv4 == "10.77.9.66"
     assert (after.started_at, after.expires_at) == (before.started_at, before.expires_at)
     assert list(store.sessions()) == [mac]
+    # The portal finds the session by the address a request comes from.
+    found = store.session_for_ip("10.77.9.66")
+    assert found is not None and found.mac == mac
+    assert store.session_for_ip("10.77.9.6") is None
+    assert store.client.hgetall(store.keys.sessions_by_ip) == {"10.77.9.66": mac}
 
 
 def test_a_failed_redis_write_is_replayed_after_reloading_state(
