@@ -11,6 +11,9 @@ The shape, for the LAN interface ``lan``:
   else (no DHCP, no DNS, no portal); a trusted MAC, or an (address, MAC) pair
   in ``clients4_up``/``clients6_up``, gets the AUTHORISED mark bit. That
   lookup is also what counts the client's upstream bytes.
+* walled garden: ``garden4``/``garden6`` hold the configured CIDRs;
+  ``garden_names4``/``garden_names6`` are filled by dnsmasq (``nftset=``) with
+  the addresses of the configured names as clients resolve them.
 * ``nat_prerouting``: HTTP to the gateway's own addresses always goes to the
   portal (the poster address); unauthorised HTTP to anywhere but the walled
   garden is DNATed to the portal. Nothing else is intercepted.
@@ -41,6 +44,12 @@ BLOCKED_MACS = "blocked_macs"
 TRUSTED_MACS = "trusted_macs"
 GARDEN4 = "garden4"
 GARDEN6 = "garden6"
+# Filled by the gateway's dnsmasq (nftset=) with the addresses of walled-garden
+# names as clients resolve them. netctl never flushes them; each address ages
+# out on its own so a name that moves does not stay open for ever.
+GARDEN_NAMES4 = "garden_names4"
+GARDEN_NAMES6 = "garden_names6"
+GARDEN_NAMES_TIMEOUT_S = 6 * 3600
 
 _CLIENT_SET_TYPES: dict[ClientSet, list[str] | str] = {
     ClientSet.UP4: ["ipv4_addr", "ether_addr"],
@@ -134,6 +143,8 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
         [_iif(lan), _authorised(), RETURN],
         [_iif(lan), _match(_payload("ip", "daddr"), "@" + GARDEN4), RETURN],
         [_iif(lan), _match(_payload("ip6", "daddr"), "@" + GARDEN6), RETURN],
+        [_iif(lan), _match(_payload("ip", "daddr"), "@" + GARDEN_NAMES4), RETURN],
+        [_iif(lan), _match(_payload("ip6", "daddr"), "@" + GARDEN_NAMES6), RETURN],
         [_iif(lan), _match(_meta("nfproto"), "ipv4"), _match(_payload("tcp", "dport"), 80),
          {"dnat": {"family": "ip", "addr": str(portal.address), "port": portal.http_port}}],
     ]
@@ -161,6 +172,8 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
             [_authorised(), ACCEPT],
             [_match(_payload("ip", "daddr"), "@" + GARDEN4), ACCEPT],
             [_match(_payload("ip6", "daddr"), "@" + GARDEN6), ACCEPT],
+            [_match(_payload("ip", "daddr"), "@" + GARDEN_NAMES4), ACCEPT],
+            [_match(_payload("ip6", "daddr"), "@" + GARDEN_NAMES6), ACCEPT],
             *_reject_fast(),
         ],
         "input": [[_iif(lan), {"jump": {"target": "lan_in"}}]],
@@ -211,6 +224,10 @@ def set_definitions() -> list[Json]:
         _set_definition(TRUSTED_MACS, "ether_addr", []),
         _set_definition(GARDEN4, "ipv4_addr", ["interval"]),
         _set_definition(GARDEN6, "ipv6_addr", ["interval"]),
+        {**_set_definition(GARDEN_NAMES4, "ipv4_addr", ["timeout"]),
+         "timeout": GARDEN_NAMES_TIMEOUT_S},
+        {**_set_definition(GARDEN_NAMES6, "ipv6_addr", ["timeout"]),
+         "timeout": GARDEN_NAMES_TIMEOUT_S},
     ]
     return definitions
 
