@@ -16,6 +16,7 @@ a crash), on top of killing whatever still runs in the lab's namespaces.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import json
@@ -33,6 +34,8 @@ from typing import Any, cast
 
 import redis
 
+from lab import tls
+
 # --- Addresses and names (fixed: tests, docs and benchmarks rely on them) ---------------
 
 LAN_INTERFACE = "lan0"
@@ -49,6 +52,8 @@ DHCP_FIRST = "10.77.0.10"
 DHCP_LAST = "10.77.3.250"
 DHCP_LEASE = "12h"
 POSTER_NAME = "wifi.lab.test"
+# The portal's name: in its certificate, resolved by the gateway to LAN_GATEWAY4/6.
+PORTAL_NAME = "portail.lab.test"
 
 WAN_GATEWAY4 = "198.51.100.2"  # the gateway's wan0
 WAN_GATEWAY6 = "2001:db8:ff::2"
@@ -67,6 +72,14 @@ INTERNET_DNS6 = "2001:db8:203::53"
 GARDEN4 = "203.0.113.80"
 GARDEN6 = "2001:db8:203::80"
 GARDEN_NAME = "garden.test"
+# A subdomain of the walled-garden name whose address is in no configured CIDR:
+# reachable before login only because the gateway's dnsmasq adds it to the
+# walled-garden name sets when a client resolves it.
+GARDEN_SUBNAME = "agenda.garden.test"
+GARDEN_SUB4 = "203.0.113.81"
+GARDEN_SUB6 = "2001:db8:203::81"
+# The walled garden's names in the generated configuration (subdomains included).
+GARDEN_NAMES = (GARDEN_NAME,)
 # What Windows' NCSI expects for dns.msftncsi.com.
 NCSI_NAME = "dns.msftncsi.com"
 NCSI4 = "131.107.255.255"
@@ -75,6 +88,12 @@ NCSI6 = "fd3e:4f5a:5b81::1"
 GATEWAY_ID = "lab"
 PORTAL_HTTP_PORT = 8080
 PORTAL_HTTPS_PORT = 8443
+PORTAL_URL = f"https://{PORTAL_NAME}:{PORTAL_HTTPS_PORT}/"
+# The RFC 8908 API, announced in DHCPv4 option 114 and DHCPv6 option 103 (RFC 8910).
+CAPPORT_API_URL = f"https://{PORTAL_NAME}:{PORTAL_HTTPS_PORT}/api/captive"
+VENUE_INFO_URL = f"https://{GARDEN_NAME}/"
+# The repository's town content (terms, privacy notice, tiles), written with the portal.
+REPO_CONTENT_DIR = Path(__file__).resolve().parent.parent / "config" / "content"
 HEARTBEAT_KEY = f"parvis:gw:{GATEWAY_ID}:heartbeat"
 IPERF_PORT = 5201
 TCP_ECHO_PORTS = (443, 8081)
@@ -99,6 +118,20 @@ _NODE_RE = re.compile(r"^(gw|up|c[1-9][0-9]*)$")
 
 class LabError(Exception):
     """A problem building or using the lab, worded for the person at the terminal."""
+
+
+def _garden_name_sets() -> tuple[str, str]:
+    """netctl's sets that dnsmasq fills from walled-garden names (IPv4, IPv6).
+
+    ``garden_names4``/``garden_names6`` (timeout sets netctl never flushes) when
+    netctl defines them, else the CIDR sets ``garden4``/``garden6``.
+    """
+    try:
+        from netctl import ruleset
+    except ImportError:
+        return ("garden4", "garden6")
+    return (str(getattr(ruleset, "GARDEN_NAMES4", ruleset.GARDEN4)),
+            str(getattr(ruleset, "GARDEN_NAMES6", ruleset.GARDEN6)))
 
 
 def check_environment() -> None:
@@ -329,7 +362,8 @@ class Lab:
             subprocess.Popen(["ip", "netns", "exec", self.ns(node), *argv], **kwargs),
         )
 
-    def _spawn(self, proc: str, node: str | None, argv: list[str], pid_file: bool = True) -> int:
+    def _spawn(self, proc: str, node: str | None, argv: list[str], pid_file: bool = True,
+               extra_env: dict[str, str] | None = None) -> int:
         """Start a long-running process detached from us, logging to ``<state>/<proc>.log``.
 
         It gets its own session (it survives the CLI exiting and a Ctrl-C at the
@@ -343,7 +377,7 @@ class Lab:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=self._env(),
+                env={**self._env(), **(extra_env or {})},
                 cwd=REPO_ROOT,
             )
         self._children[proc] = child
@@ -464,6 +498,29 @@ class Lab:
         with ThreadPoolExecutor(max_workers=min(32, len(indices))) as pool:
             return dict(zip(indices, pool.map(self._addresses_of, indices), strict=True))
 
+    def client_dhcp_option(self, i: int, name: str) -> str | None:
+        """An option of client i's current DHCPv4 lease, by dhclient's name (None if absent).
+
+        Reads the last lease in ``dhclient-c<i>.leases``: ``client_dhcp_option(1,
+        "captive-portal-uri")`` is the RFC 8910 option 114 the gateway sent.
+        Quoted values come back unquoted.
+        """
+        try:
+            text = (self.state_dir / f"dhclient-c{i}.leases").read_text(errors="replace")
+        except OSError:
+            return None
+        leases = re.findall(r"lease\s*\{(.*?)\n\}", text, flags=re.S)
+        if not leases:
+            return None
+        pattern = re.compile(rf"^\s*option\s+{re.escape(name)}\s+(.*?);\s*$", re.M)
+        match = pattern.search(leases[-1])
+        if match is None:
+            return None
+        value = match.group(1)
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return value
+
     def client_ip(self, i: int) -> str:
         """Client i's IPv4 address from its eth0 (LabError if it has none)."""
         ip4 = self._addresses_of(i)[0]
@@ -505,6 +562,8 @@ class Lab:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._save_meta({"name": self.name, "clients": self.clients, "complete": False,
                          "processes": {}})
+        self._progress(f"making the lab CA and a certificate for {PORTAL_NAME}…")
+        tls.make_pki(self.state_dir, self.name, PORTAL_NAME, (LAN_GATEWAY4, LAN_GATEWAY6))
         self._write_config()
         self._create_namespaces()
         self._create_links()
@@ -525,8 +584,40 @@ class Lab:
         self._save_meta(meta)
         self._progress(f"lab {self.name!r} up in {time.monotonic() - started:.1f} s")
 
+    def _content_dir(self) -> Path:
+        """The town content the portal shows: the repository's, else a minimal stand-in.
+
+        ``config/content`` is written with the portal; until it holds the terms
+        the lab writes a placeholder into the state directory.
+        """
+        if (REPO_CONTENT_DIR / "terms.fr.md").is_file():
+            return REPO_CONTENT_DIR
+        content = self.state_dir / "content"
+        content.mkdir(exist_ok=True)
+        placeholders = {
+            "terms.fr.md": "# Conditions d'utilisation (laboratoire)\n\nVersion lab-1.\n",
+            "terms.en.md": "# Terms of use (lab)\n\nVersion lab-1.\n",
+            "privacy.fr.md": "# Avis de confidentialité (laboratoire)\n",
+            "privacy.en.md": "# Privacy notice (lab)\n",
+        }
+        for name, text in placeholders.items():
+            (content / name).write_text(text)
+        return content
+
+    def _write_secret(self) -> Path:
+        """32 random bytes, base64, in a 0600 file: the portal's secret key."""
+        path = self.state_dir / "portal.secret"
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        return path
+
     def _write_config(self) -> None:
         garden = json.dumps([f"{GARDEN4}/32", f"{GARDEN6}/128"])
+        tls_files = tls.paths(self.state_dir)
+        secret = self._write_secret()
+        content = self._content_dir()
         self.config_path.write_text(f"""\
 # Generated by parvis-lab for lab {self.name!r}; rewritten by every `parvis-lab up`.
 [gateway]
@@ -540,6 +631,15 @@ address = "{LAN_GATEWAY4}"
 address6 = "{LAN_GATEWAY6}"
 http_port = {PORTAL_HTTP_PORT}
 https_port = {PORTAL_HTTPS_PORT}
+hostname = "{PORTAL_NAME}"
+poster_hostname = "{POSTER_NAME}"
+# Issued by the lab's own CA (ca.crt here), which the clients trust.
+certificate = "{tls_files.cert}"
+private_key = "{tls_files.key}"
+secret_key_file = "{secret}"
+content_dir = "{content}"
+venue_info_url = "{VENUE_INFO_URL}"
+ack_timeout_s = 2.0
 
 [redis]
 url = "{self.redis_url}"
@@ -551,6 +651,7 @@ idle_timeout_s = 1200
 
 [walled_garden]
 cidrs = {garden}
+names = {json.dumps(list(GARDEN_NAMES))}
 
 [clients]
 trusted_macs = []
@@ -568,12 +669,24 @@ log_level = "INFO"
         # resolv.conf first: `ip netns exec` bind-mounts /etc/netns/<ns>/* over
         # /etc, and a process started before the file exists would see the host's.
         resolvers = {"gw": INTERNET_DNS4, "up": "127.0.0.1"}
+        # One /etc/ssl replacement trusting the lab CA, shared by gw and the
+        # clients through a symlink (the bind mount follows it): a copy of the
+        # system bundle per client would cost 200 KB each.
+        trust = self.state_dir / "netns-etc"
+        tls.write_client_trust(trust, tls.paths(self.state_dir).ca_cert)
         for node in self.nodes():
             directory = ETC_NETNS / self.ns(node)
             directory.mkdir(parents=True, exist_ok=True)
             server = resolvers.get(node, LAN_GATEWAY4)
             (directory / "resolv.conf").write_text(
                 f"# parvis-lab {self.name}: {node}\nnameserver {server}\n")
+            if node != "up":
+                ssl_link = directory / "ssl"
+                if ssl_link.is_symlink():
+                    ssl_link.unlink()
+                elif ssl_link.exists():
+                    shutil.rmtree(ssl_link)
+                ssl_link.symlink_to(trust / "ssl")
         self._batch(None, [f"netns add {self.ns(node)}" for node in self.nodes()])
 
     def _sysctl(self, node: str, settings: dict[str, str]) -> None:
@@ -685,6 +798,8 @@ logfile ""
             f"address=/{NCSI_NAME}/{NCSI6}",
             f"address=/{GARDEN_NAME}/{GARDEN4}",
             f"address=/{GARDEN_NAME}/{GARDEN6}",
+            f"address=/{GARDEN_SUBNAME}/{GARDEN_SUB4}",
+            f"address=/{GARDEN_SUBNAME}/{GARDEN_SUB6}",
         ])
         self._spawn("internet", "up", [sys.executable, "-m", "lab.internet"])
         self._spawn("iperf3", "up", ["iperf3", "-s", "-p", str(IPERF_PORT)])
@@ -706,11 +821,26 @@ logfile ""
             f"server={INTERNET_DNS6}",
             f"address=/{POSTER_NAME}/{LAN_GATEWAY4}",
             f"address=/{POSTER_NAME}/{LAN_GATEWAY6}",
+            # The portal's name has an A record only: devices then reach the portal
+            # over IPv4, the address their DHCP lease (and so netctl) knows them by.
+            # Their IPv6 addresses follow the MAC once they are authorised.
+            # (local= keeps dnsmasq from forwarding the name's AAAA queries upstream:
+            # it answers them itself, with no data.)
+            f"local=/{PORTAL_NAME}/",
+            f"host-record={PORTAL_NAME},{LAN_GATEWAY4}",
+            # The walled garden by name: each address a client resolves for these
+            # names (and their subdomains) goes into netctl's sets.
+            *(f"nftset=/{name}/4#inet#parvis#{set4},6#inet#parvis#{set6}"
+              for name in GARDEN_NAMES for set4, set6 in [_garden_name_sets()]),
             f"dhcp-range={DHCP_FIRST},{DHCP_LAST},255.255.0.0,{DHCP_LEASE}",
             f"dhcp-range=::,constructor:{LAN_INTERFACE},ra-stateless",
             "enable-ra",
             f"dhcp-option=option:router,{LAN_GATEWAY4}",
             f"dhcp-option=option:dns-server,{LAN_GATEWAY4}",
+            # RFC 8910: the RFC 8908 API's URI, DHCPv4 option 114 and DHCPv6 option 103
+            # (the latter to clients that send an information-request).
+            f'dhcp-option=114,"{CAPPORT_API_URL}"',
+            f'dhcp-option=option6:103,"{CAPPORT_API_URL}"',
             "dhcp-authoritative",
             # The default 1000 is about the size of the range; the range is the limit.
             "dhcp-lease-max=4096",
@@ -731,24 +861,38 @@ logfile ""
     def _netctl_code_exists() -> bool:
         return (REPO_ROOT / "netctl" / "main.py").exists()
 
-    def start_portal(self) -> None:
-        """Start the portal (``python -m portal``) in gw; skipped with a warning if absent."""
+    def start_portal(self, timeout: float = 20) -> None:
+        """Start the portal (``python -m portal``) in gw and wait for its HTTP and HTTPS ports.
+
+        Skipped with a warning if the portal's code is absent; LabError with the
+        end of ``portal.log`` if it exits or does not listen within ``timeout``.
+        """
         if not self._portal_code_exists():
             self._progress("WARNING: portal/__main__.py does not exist yet: portal not started")
             return
-        self._progress(f"starting the portal on {LAN_GATEWAY4}:{PORTAL_HTTP_PORT}…")
+        self._progress(f"starting the portal on {LAN_GATEWAY4}:{PORTAL_HTTP_PORT} (HTTP) and "
+                       f"{PORTAL_NAME}:{PORTAL_HTTPS_PORT} (HTTPS)…")
+        # PARVIS_CONFIG too, for an application factory that gunicorn workers import.
         self._spawn("portal", "gw", [sys.executable, "-m", "portal", "--config",
-                                     str(self.config_path)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+                                     str(self.config_path)],
+                    extra_env={"PARVIS_CONFIG": str(self.config_path)})
+        ports = (PORTAL_HTTP_PORT, PORTAL_HTTPS_PORT)
+        pending = list(ports)
+        deadline = time.monotonic() + timeout
+        while True:
             if self._proc_pid("portal") is None:
                 raise LabError("the portal exited:\n" + _tail(self._log_file("portal")))
             result = self.exec("gw", [sys.executable, "-m", "lab.readiness", "--timeout", "1",
-                                      f"tcp:{LAN_GATEWAY4}:{PORTAL_HTTP_PORT}"], check=False)
+                                      *(f"tcp:{LAN_GATEWAY4}:{port}" for port in pending)],
+                               check=False)
             if result.returncode == 0:
                 return
-        self._progress(f"WARNING: the portal runs but does not listen on {PORTAL_HTTP_PORT} "
-                       f"after 10 s (see {self._log_file('portal')})")
+            pending = [port for port in pending if f":{port}" in result.stderr] or pending
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"the portal runs but does not listen on {LAN_GATEWAY4} port(s) "
+                    f"{', '.join(map(str, pending))} after {timeout:g} s; portal.log:\n"
+                    + _tail(self._log_file("portal")))
 
     def _netctl_argv(self) -> list[str]:
         script = Path(sys.executable).parent / "parvis-netctl"
@@ -820,9 +964,13 @@ logfile ""
             script.chmod(0o755)
         conf = self.state_dir / f"dhclient-c{i}.conf"
         # Our own dhclient.conf: the host's would send the host's name for every client.
-        conf.write_text(f'send host-name "lab-c{i}";\n'
+        # Option 114 (RFC 8910) is asked for and lands in the lease file, where
+        # client_dhcp_option() reads it.
+        conf.write_text("option captive-portal-uri code 114 = text;\n"
+                        f'send host-name "lab-c{i}";\n'
                         "request subnet-mask, broadcast-address, routers, domain-name, "
-                        "domain-name-servers, domain-search, interface-mtu;\n")
+                        "domain-name-servers, domain-search, interface-mtu, "
+                        "captive-portal-uri;\n")
         dev = CLIENT_INTERFACE
         prep = "; ".join([
             # DAD off and no solicitation delay: usable IPv6 addresses at once.

@@ -7,16 +7,19 @@ or configuration error.
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import ipaddress
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import parvis
+from parvis.core import codes as access_codes
 from parvis.core.addresses import AddressError, looks_like_mac, parse_client_ip, parse_mac
 from parvis.core.commands import Command, Verb
 from parvis.core.config import DEFAULT_CONFIG_PATH, ConfigError, config_problem, load_config
@@ -57,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("trust", "let a MAC through without the portal"),
                        ("untrust", "stop trusting a MAC")):
         sub.add_parser(verb, help=text).add_argument("mac", metavar="MAC")
+    _add_codes_parser(sub)
     return parser
 
 
@@ -95,6 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"parvisctl: {error}", file=sys.stderr)
         return EXIT_USAGE
+    code_key: bytes | None = None
+    if args.action == "codes" and args.codes_action == "create":
+        # Codes are stored under a hash keyed with the portal's secret: without
+        # the very same secret the portal could never recognise them.
+        try:
+            code_key = access_codes.load_secret(config.portal.secret_key_file)
+        except ValueError as error:
+            print("parvisctl: " + config_problem(
+                config.path, "portal", "secret_key_file", str(error),
+                f"a file holding at least {access_codes.MIN_SECRET_BYTES} random bytes "
+                f"(e.g. `head -c 32 /dev/urandom | base64 > FILE`), the portal's own"),
+                file=sys.stderr)
+            return EXIT_USAGE
     reason = check_reachable(config.redis.url, config.redis.timeout_s)
     if reason is not None:
         print("parvisctl: " + config_problem(config.path, "redis", "url",
@@ -109,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(store, args.json)
         if args.action == "clients":
             return _clients(store, args.json)
+        if args.action == "codes":
+            return _codes(store, args, code_key)
         command = _command(args)
         return _send(store, command, args.timeout)
     except UsageError as error:
@@ -246,6 +265,116 @@ def _duration(seconds: float) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     return f"{days}d {hours}h {rest // 60}m" if days else f"{hours}h {rest // 60}m"
+
+
+# --- codes: access codes for events (docs/codes.md) -------------------------------------------
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+        return value
+    return parse
+
+
+def _duration_in(low_s: int, high_s: int, words: str) -> Callable[[str], int]:
+    """An argparse type: a duration (``4h``, ``1h30m``) from ``low_s`` to ``high_s`` seconds."""
+    def parse(text: str) -> int:
+        try:
+            value = access_codes.parse_duration(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if not low_s <= value <= high_s:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}")
+        return value
+    return parse
+
+
+def _add_codes_parser(sub: Any) -> None:
+    codes = sub.add_parser("codes", help="access codes for events: create, list, revoke")
+    actions = codes.add_subparsers(dest="codes_action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="make a batch of codes and print them (once)")
+    create.add_argument("--count", type=_int_in(1, access_codes.MAX_CODES_PER_BATCH),
+                        required=True, help="how many codes (1 to 10000)")
+    create.add_argument("--valid-for", dest="valid_for_s", required=True, metavar="DURATION",
+                        type=_duration_in(access_codes.MIN_VALID_FOR_S,
+                                          access_codes.MAX_VALID_FOR_S, "from 1m to 90d"),
+                        help="how long the codes may be redeemed, e.g. 4h, 2d, 1h30m")
+    create.add_argument("--uses", type=_int_in(1, access_codes.MAX_USES), default=1,
+                        help="redemptions allowed per code (default 1)")
+    create.add_argument("--session", dest="session_s", metavar="DURATION",
+                        type=_duration_in(access_codes.MIN_SESSION_S,
+                                          access_codes.MAX_SESSION_S, "from 1m to 7d"),
+                        help="session length granted (default: [session] hard_timeout_s)")
+    create.add_argument("--note", default="", help="what the batch is for (shown in lists)")
+    create.add_argument("--csv", action="store_true", help="CSV with a header line")
+    listing = actions.add_parser("list", help="batches with their use so far")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    revoke = actions.add_parser("revoke", help="refuse every code of a batch from now on")
+    revoke.add_argument("batch_id", metavar="BATCH_ID")
+
+
+def _codes(store: Store, args: argparse.Namespace, key: bytes | None) -> int:
+    if args.codes_action == "create":
+        assert key is not None  # read by main() before Redis is reached
+        try:
+            batch, codes = store.create_code_batch(
+                args.count, args.valid_for_s, args.uses, args.session_s, args.note, key,
+                time.time())
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        _print_codes(batch, codes, args.csv)
+        print(f"parvisctl: batch {batch.id}: {len(codes)} codes; they are shown only now, "
+              f"keep them safe", file=sys.stderr)
+        return EXIT_OK
+    if args.codes_action == "list":
+        return _list_batches(store.list_code_batches(), args.json)
+    if store.revoke_code_batch(args.batch_id):
+        print(f"batch {args.batch_id} revoked")
+        return EXIT_OK
+    print(f"parvisctl: no batch {args.batch_id!r} (see `parvisctl codes list`)",
+          file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _print_codes(batch: access_codes.CodeBatch, codes: list[str], as_csv: bool) -> None:
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["code", "batch", "valid_until", "uses"])
+        until = datetime.fromtimestamp(batch.valid_until).astimezone().isoformat("T", "minutes")
+        for code in codes:
+            writer.writerow([access_codes.format_code(code), batch.id, until, batch.uses])
+        return
+    until = datetime.fromtimestamp(batch.valid_until).strftime("%Y-%m-%d %H:%M")
+    print(f"{'CODE':<19} {'BATCH':<15} {'VALID UNTIL':<16} {'USES':>5}")
+    for code in codes:
+        print(f"{access_codes.format_code(code):<19} {batch.id:<15} {until:<16} {batch.uses:>5}")
+
+
+def _list_batches(batches: list[access_codes.CodeBatch], as_json: bool) -> int:
+    now = time.time()
+    if as_json:
+        print(json.dumps([dict(dataclasses.asdict(b), codes_left=b.codes_left,
+                               state=b.state(now)) for b in batches], indent=2))
+        return EXIT_OK
+    if not batches:
+        print("no code batches")
+        return EXIT_OK
+    print(f"{'BATCH':<15} {'CREATED':<16} {'VALID UNTIL':<16} {'STATE':<8} {'CODES':>6} "
+          f"{'USED UP':>7} {'USES':>5} {'SESSION':>8}  NOTE")
+    for b in batches:
+        created = datetime.fromtimestamp(b.created_at).strftime("%Y-%m-%d %H:%M")
+        until = datetime.fromtimestamp(b.valid_until).strftime("%Y-%m-%d %H:%M")
+        session = _duration(b.session_s) if b.session_s is not None else "default"
+        print(f"{b.id:<15} {created:<16} {until:<16} {b.state(now):<8} {b.count:>6} "
+              f"{b.codes_used_up:>7} {b.uses:>5} {session:>8}  {b.note}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ which is their only writer; the portal and parvisctl send commands and read.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import socket
 import time
@@ -17,6 +18,18 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 
+from parvis.core.codes import (
+    BATCH_RETENTION_S,
+    CODE_KEY_GRACE_S,
+    CodeBatch,
+    Redemption,
+    check_batch_request,
+    code_id,
+    generate_codes,
+    is_batch_id,
+    new_batch_id,
+    normalize_code,
+)
 from parvis.core.commands import COMMAND_FIELD, Command, Result
 from parvis.core.sessions import Session
 
@@ -85,6 +98,33 @@ class Keys:
     def heartbeat(self) -> str:
         """STRING JSON {at, pid, version}, expiring when netctl stops."""
         return f"{self.prefix}:heartbeat"
+
+    # --- town-wide keys: access codes and hand-off nonces (not scoped by gateway) ---------
+
+    CODE_BATCHES = "parvis:codes:batches"  # ZSET batch id scored by creation time
+    CODE_BATCH_PREFIX = "parvis:codes:batch:"
+
+    @staticmethod
+    def code_batch(batch_id: str) -> str:
+        """HASH of a code batch (created_at, valid_until, uses, session_s, note, count,
+        redemptions, used_up, revoked), expiring BATCH_RETENTION_S after valid_until."""
+        return f"{Keys.CODE_BATCH_PREFIX}{batch_id}"
+
+    @staticmethod
+    def code(code_id: str) -> str:
+        """HASH {batch, uses_left} of one code, named by its keyed hash (never the code),
+        expiring CODE_KEY_GRACE_S after its batch's valid_until."""
+        return f"parvis:codes:code:{code_id}"
+
+    @staticmethod
+    def code_failures(client_ip: str) -> str:
+        """STRING counter of a client address's wrong codes, expiring with its window."""
+        return f"parvis:codes:failures:{client_ip}"
+
+    @staticmethod
+    def handoff_nonce(nonce: str) -> str:
+        """STRING set once when a hand-off token's nonce is used, expiring with the token."""
+        return f"parvis:handoff:nonce:{nonce}"
 
 
 def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
@@ -363,7 +403,179 @@ class Store:
         """Every gateway id that has published a heartbeat on this Redis."""
         return sorted(self.client.smembers(Keys.GATEWAYS))
 
+    # =========================================================================================
+    # Access codes and hand-off nonces: town-wide, shared by every gateway (docs/codes.md).
+    # Codes are stored only under their keyed hash (parvis.core.codes.code_id).
+    # =========================================================================================
+
+    # One script so that the checks and the decrement see the same state: two
+    # residents typing the same single-use code at once cannot both get in.
+    # The batch key derives from the code's hash, so it cannot be declared in
+    # KEYS up front; fine on a single Redis server (Parvis does not use Cluster).
+    _REDEEM_LUA = """
+    local batch = redis.call('HGET', KEYS[1], 'batch')
+    if not batch then return {'unknown'} end
+    local bkey = ARGV[2] .. batch
+    local info = redis.call('HMGET', bkey, 'revoked', 'valid_until', 'session_s')
+    if not info[2] then return {'unknown'} end
+    if info[1] == '1' then return {'revoked', batch} end
+    if tonumber(ARGV[1]) >= tonumber(info[2]) then return {'expired', batch} end
+    local left = tonumber(redis.call('HGET', KEYS[1], 'uses_left'))
+    if not left or left <= 0 then return {'used-up', batch} end
+    left = redis.call('HINCRBY', KEYS[1], 'uses_left', -1)
+    redis.call('HINCRBY', bkey, 'redemptions', 1)
+    if left == 0 then redis.call('HINCRBY', bkey, 'used_up', 1) end
+    return {'ok', batch, info[3] or ''}
+    """
+
+    # Checked and set in one step so that revoking a batch that expires meanwhile
+    # cannot leave a stub hash behind with no expiry.
+    _REVOKE_LUA = """
+    if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+    redis.call('HSET', KEYS[1], 'revoked', '1')
+    return 1
+    """
+
+    def _script(self, source: str) -> Any:
+        """The registered Lua script for ``source`` (EVALSHA, reloaded after SCRIPT FLUSH)."""
+        scripts: dict[str, Any] = self.__dict__.setdefault("_scripts", {})
+        if source not in scripts:
+            scripts[source] = self.client.register_script(source)
+        return scripts[source]
+
+    @_redis_errors
+    def create_code_batch(self, count: int, valid_for_s: int, uses: int, session_s: int | None,
+                          note: str, key: bytes, now: float) -> tuple[CodeBatch, list[str]]:
+        """Make a batch of codes; return it and its plaintext codes (shown this once only).
+
+        Raises ValueError when an argument is out of range (parvis.core.codes limits).
+        """
+        check_batch_request(count, valid_for_s, uses, session_s, note)
+        codes = generate_codes(count)
+        valid_until = now + valid_for_s
+        for _attempt in range(8):
+            batch = CodeBatch(id=new_batch_id(now), created_at=now, valid_until=valid_until,
+                              uses=uses, session_s=session_s, note=note, count=count)
+            batch_key = Keys.code_batch(batch.id)
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    # WATCH + EXISTS: an id taken by a concurrent parvisctl means a retry,
+                    # and the whole batch lands in one MULTI/EXEC or not at all.
+                    pipe.watch(batch_key)
+                    if pipe.exists(batch_key):
+                        continue
+                    pipe.multi()
+                    pipe.hset(batch_key, mapping={
+                        "created_at": repr(now), "valid_until": repr(valid_until),
+                        "uses": uses, "session_s": "" if session_s is None else session_s,
+                        "note": note, "count": count,
+                        "redemptions": 0, "used_up": 0, "revoked": 0})
+                    pipe.expireat(batch_key, int(valid_until) + BATCH_RETENTION_S)
+                    pipe.zadd(Keys.CODE_BATCHES, {batch.id: now})
+                    code_expiry = int(valid_until) + CODE_KEY_GRACE_S
+                    for code in codes:
+                        code_key = Keys.code(code_id(code, key))
+                        pipe.hset(code_key, mapping={"batch": batch.id, "uses_left": uses})
+                        pipe.expireat(code_key, code_expiry)
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+            return batch, codes
+        raise StoreError(f"create_code_batch: no free batch id after 8 attempts "
+                         f"under {Keys.CODE_BATCH_PREFIX}")
+
+    @_redis_errors
+    def redeem_code(self, code: str, key: bytes, now: float) -> Redemption:
+        """Use one use of ``code`` (as typed) atomically, or say why it is refused."""
+        compact = normalize_code(code)
+        if compact is None:
+            return Redemption(ok=False, reason="unknown")
+        answer = self._script(self._REDEEM_LUA)(
+            keys=[Keys.code(code_id(compact, key))], args=[repr(now), Keys.CODE_BATCH_PREFIX])
+        reason = str(answer[0])
+        batch = str(answer[1]) if len(answer) > 1 else ""
+        if reason != "ok":
+            return Redemption(ok=False, reason=reason, batch=batch)
+        session = str(answer[2]) if len(answer) > 2 else ""
+        return Redemption(ok=True, batch=batch, session_s=int(session) if session else None)
+
+    @_redis_errors
+    def list_code_batches(self) -> list[CodeBatch]:
+        """Every batch still kept, oldest first, with its redemptions and codes used up."""
+        ids = list(self.client.zrange(Keys.CODE_BATCHES, 0, -1))
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hgetall(Keys.code_batch(batch_id))
+        batches, gone = [], []
+        for batch_id, fields in zip(ids, pipe.execute(), strict=True):
+            if not fields:
+                gone.append(batch_id)  # its hash expired after BATCH_RETENTION_S
+                continue
+            batches.append(_code_batch(batch_id, fields))
+        if gone:
+            self.client.zrem(Keys.CODE_BATCHES, *gone)
+        return batches
+
+    @_redis_errors
+    def revoke_code_batch(self, batch_id: str) -> bool:
+        """Refuse every code of a batch from now on; False if there is no such batch."""
+        if not is_batch_id(batch_id):
+            return False
+        return bool(self._script(self._REVOKE_LUA)(keys=[Keys.code_batch(batch_id)]))
+
+    @_redis_errors
+    def code_failures(self, client_ip: str) -> int:
+        """Wrong codes tried by this client address in its current window."""
+        return int(self.client.get(Keys.code_failures(_canonical_ip(client_ip))) or 0)
+
+    @_redis_errors
+    def note_code_failure(self, client_ip: str, window_s: int = 600) -> int:
+        """Count one wrong code for this client address; return its count in the window.
+
+        The window starts at the first failure (a fixed window): the counter
+        expires ``window_s`` later, whatever happens meanwhile.
+        """
+        if window_s < 1:
+            raise ValueError(f"window_s must be at least 1, got {window_s}")
+        failures_key = Keys.code_failures(_canonical_ip(client_ip))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(failures_key)
+        pipe.expire(failures_key, window_s, nx=True)  # only the first failure sets it
+        count, _ = pipe.execute()
+        return int(count)
+
+    @_redis_errors
+    def claim_nonce(self, nonce: str, ttl_s: int) -> bool:
+        """Mark a hand-off nonce used for ``ttl_s``; False when it already was (a replay)."""
+        if not 1 <= len(nonce) <= 64 or not all(c.isascii() and (c.isalnum() or c in "-_")
+                                                for c in nonce):
+            raise ValueError("a nonce is 1 to 64 URL-safe base64 characters")
+        if ttl_s < 1:
+            raise ValueError(f"ttl_s must be at least 1, got {ttl_s}")
+        return bool(self.client.set(Keys.handoff_nonce(nonce), "1", nx=True, ex=ttl_s))
+
 
 def new_consumer_name() -> str:
     """A consumer name for this netctl: stable per host so a restart reclaims its pending work."""
     return f"netctl@{socket.gethostname()}"
+
+
+# --- access codes: helpers of the section above ---------------------------------------------
+
+
+def _canonical_ip(client_ip: str) -> str:
+    """One spelling per address, so ``fd77::5`` and ``FD77:0::5`` share a failure counter."""
+    return ipaddress.ip_address(client_ip).compressed
+
+
+def _code_batch(batch_id: str, fields: Mapping[str, str]) -> CodeBatch:
+    """A CodeBatch from its Redis hash."""
+    session = fields.get("session_s", "")
+    return CodeBatch(
+        id=batch_id, created_at=float(fields["created_at"]),
+        valid_until=float(fields["valid_until"]), uses=int(fields["uses"]),
+        session_s=int(session) if session else None, note=fields.get("note", ""),
+        count=int(fields["count"]), redemptions=int(fields.get("redemptions", 0)),
+        codes_used_up=int(fields.get("used_up", 0)), revoked=fields.get("revoked") == "1")

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.lab
 WEB4 = lab_topology.INTERNET_WEB4
 WEB6 = lab_topology.INTERNET_WEB6
 INTERNET_MARK = "parvis-lab internet"
-PORTAL_MARK = "X-Parvis-Portal"
+# What the portal's plain-HTTP listener answers to anything it catches.
+PORTAL_MARK = f"location: {lab_topology.PORTAL_URL}"
 
 
 def parvisctl(lab: Lab, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -55,7 +56,7 @@ def reaches_internet(lab: Lab, node: str, url: str = f"http://{WEB4}/", *extra: 
 
 def lands_on_portal(lab: Lab, node: str, url: str, *extra: str) -> bool:
     result = curl(lab, node, url, *extra)
-    return result.returncode == 0 and PORTAL_MARK in result.stdout
+    return result.returncode == 0 and PORTAL_MARK in result.stdout.lower()
 
 
 def wait_for(predicate: object, timeout: float, interval: float = 0.05) -> float | None:
@@ -133,13 +134,13 @@ def clean_gateway(lab: Lab) -> Iterator[None]:
 def test_unauthorised_http_lands_on_the_portal(lab: Lab, url: str) -> None:
     result = curl(lab, "c1", url)
     assert result.returncode == 0, result
-    assert PORTAL_MARK in result.stdout and INTERNET_MARK not in result.stdout
+    assert PORTAL_MARK in result.stdout.lower() and INTERNET_MARK not in result.stdout
 
 
 def test_unauthorised_http_over_ipv6_lands_on_the_portal(lab: Lab) -> None:
     result = curl(lab, "c1", f"http://[{WEB6}]/", "-6")
     assert result.returncode == 0, result
-    assert PORTAL_MARK in result.stdout
+    assert PORTAL_MARK in result.stdout.lower()
 
 
 @pytest.mark.parametrize(("family", "target"), [("4", WEB4), ("6", f"[{WEB6}]")])
@@ -302,7 +303,7 @@ def test_a_second_client_taking_an_authorised_address_gets_nothing(lab: Lab) -> 
     try:
         result = curl(lab, "c2", f"http://{WEB4}/", "--interface", victim_ip, max_time=3)
         assert INTERNET_MARK not in result.stdout
-        assert result.returncode != 0 or PORTAL_MARK in result.stdout
+        assert result.returncode != 0 or PORTAL_MARK in result.stdout.lower()
         assert udp_probe_from(lab, "c2", victim_ip) != "echo"
     finally:
         lab.exec("c2", ["ip", "addr", "del", f"{victim_ip}/32", "dev", "eth0"], check=False)

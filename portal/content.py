@@ -1,0 +1,205 @@
+"""What the town edits: terms of use, privacy notice and tiles, read from ``content_dir``.
+
+Files are read at request time (they are small), so an edit shows on the next
+page without a restart. The Markdown subset is rendered by a tiny renderer
+that HTML-escapes everything first: a town's text can never inject markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("fr", "en")
+TILE_KINDS = ("announcement", "activity", "offer")
+_LINK_RE = re.compile(r"\[([^\]\n]+)\]\(((?:https?://|mailto:)[^\s)]+)\)")
+_BOLD_RE = re.compile(r"\*\*([^*\n]+)\*\*")
+_ORDERED_RE = re.compile(r"^\d{1,3}[.)]\s+")
+
+
+class ContentError(Exception):
+    """A content file is missing or unreadable; says which."""
+
+
+def _inline(text: str) -> str:
+    """Escape a line, then turn ``[text](url)`` and ``**bold**`` into markup."""
+    escaped = str(escape(text))
+    # The URL was escaped with the rest (& becomes &amp;), which is what an attribute needs.
+    escaped = _LINK_RE.sub(r'<a href="\2">\1</a>', escaped)
+    return _BOLD_RE.sub(r"<strong>\1</strong>", escaped)
+
+
+def render_markdown(source: str, heading_offset: int = 2) -> Markup:
+    """Render paragraphs, ``#`` headings, ``-``/``1.`` lists, links and bold as safe HTML.
+
+    Headings are shifted by ``heading_offset`` (``#`` becomes ``<h3>``) so the
+    page keeps its single ``<h1>``.
+    """
+    out: list[str] = []
+    paragraph: list[str] = []
+    list_tag: str | None = None
+
+    def flush_paragraph() -> None:
+        if paragraph:
+            out.append("<p>" + " ".join(_inline(line) for line in paragraph) + "</p>")
+            paragraph.clear()
+
+    def close_list() -> None:
+        nonlocal list_tag
+        if list_tag:
+            out.append(f"</{list_tag}>")
+            list_tag = None
+
+    for raw in source.splitlines():
+        line = raw.strip()
+        if not line:
+            flush_paragraph()
+            close_list()
+            continue
+        heading = re.match(r"^(#{1,4})\s+(.*)$", line)
+        if heading:
+            flush_paragraph()
+            close_list()
+            level = min(6, len(heading.group(1)) + heading_offset)
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+            continue
+        item_tag = None
+        if line[:2] in ("- ", "* "):
+            item_tag, text = "ul", line[2:]
+        elif _ORDERED_RE.match(line):
+            item_tag, text = "ol", _ORDERED_RE.sub("", line, count=1)
+        if item_tag:
+            flush_paragraph()
+            if list_tag != item_tag:
+                close_list()
+                out.append(f"<{item_tag}>")
+                list_tag = item_tag
+            out.append(f"<li>{_inline(text)}</li>")
+            continue
+        close_list()
+        paragraph.append(line)
+    flush_paragraph()
+    close_list()
+    return Markup("\n".join(out))
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms of use and privacy notice in one language, and their version."""
+
+    language: str
+    terms_html: Markup
+    privacy_html: Markup
+    # First 12 hex digits of sha256(terms file + privacy file): recorded with the session.
+    version: str
+
+
+def load_terms(content_dir: Path, language: str) -> Terms:
+    """Read ``terms.<lang>.md`` and ``privacy.<lang>.md``; raise ContentError if unreadable."""
+    texts: list[bytes] = []
+    for name in (f"terms.{language}.md", f"privacy.{language}.md"):
+        try:
+            texts.append((content_dir / name).read_bytes())
+        except OSError as error:
+            raise ContentError(f"{content_dir / name}: {error.strerror or error}") from error
+    digest = hashlib.sha256(texts[0] + b"\0" + texts[1]).hexdigest()[:12]
+    return Terms(
+        language=language,
+        terms_html=render_markdown(texts[0].decode("utf-8", errors="replace")),
+        privacy_html=render_markdown(texts[1].decode("utf-8", errors="replace")),
+        version=digest,
+    )
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One announcement, activity or merchant's offer, in both languages."""
+
+    kind: str
+    title: dict[str, str]
+    text: dict[str, str]
+    url: dict[str, str]
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    def shown_on(self, day: dt.date) -> bool:
+        """True when ``day`` is inside the tile's display window (both ends included)."""
+        return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
+
+
+class TilesError(ValueError):
+    """tiles.toml does not describe tiles; the message says where."""
+
+
+def _as_date(value: object, where: str) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    raise TilesError(f"{where}: expected a date such as 2026-12-24")
+
+
+def parse_tiles(data: dict[str, object]) -> list[Tile]:
+    """Validate a decoded tiles.toml (``[[tile]]`` tables); raise TilesError on any problem."""
+    unknown = set(data) - {"tile"}
+    if unknown:
+        raise TilesError(f"unknown key {sorted(unknown)[0]!r}, expected only [[tile]] tables")
+    items = data.get("tile", [])
+    if not isinstance(items, list):
+        raise TilesError("'tile' must be an array of tables ([[tile]])")
+    tiles = []
+    known = {"kind", "start", "end"} | {f"{k}_{lang}" for k in ("title", "text", "url")
+                                         for lang in LANGUAGES}
+    for number, item in enumerate(items, 1):
+        where = f"tile {number}"
+        if not isinstance(item, dict):
+            raise TilesError(f"{where}: expected a table")
+        extra = set(item) - known
+        if extra:
+            raise TilesError(f"{where}: unknown key {sorted(extra)[0]!r}")
+        kind = item.get("kind")
+        if kind not in TILE_KINDS:
+            raise TilesError(f"{where}: kind must be one of {', '.join(TILE_KINDS)}")
+        fields: dict[str, dict[str, str]] = {"title": {}, "text": {}, "url": {}}
+        for key, per_language in fields.items():
+            for lang in LANGUAGES:
+                value = item.get(f"{key}_{lang}", "")
+                if not isinstance(value, str) or len(value) > 500:
+                    raise TilesError(f"{where}: {key}_{lang} must be text (500 characters at most)")
+                if key == "url" and value and not re.match(r"^https?://[^\s\\]+$", value):
+                    raise TilesError(f"{where}: {key}_{lang} must be an http(s):// address")
+                per_language[lang] = value
+        if not fields["title"]["fr"] or not fields["title"]["en"]:
+            raise TilesError(f"{where}: title_fr and title_en are required")
+        start = _as_date(item.get("start"), f"{where}: start")
+        end = _as_date(item.get("end"), f"{where}: end")
+        tiles.append(Tile(kind=str(kind), title=fields["title"], text=fields["text"],
+                          url=fields["url"], start=start, end=end))
+    return tiles
+
+
+def load_tiles(content_dir: Path, today: dt.date) -> list[Tile]:
+    """The tiles to show today; an absent file means none, an invalid one logs a warning."""
+    path = content_dir / "tiles.toml"
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+        tiles = parse_tiles(data)
+    except FileNotFoundError:
+        return []
+    except (OSError, tomllib.TOMLDecodeError, TilesError) as error:
+        # The page must still render: the tiles are extra, the terms are what matter.
+        log.warning("tiles not shown: path=%s problem=%s", path, error)
+        return []
+    return [tile for tile in tiles if tile.shown_on(today)]

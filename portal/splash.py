@@ -1,0 +1,273 @@
+"""The HTTPS pages: the splash page, accept, access codes, the confirmation, the hand-off.
+
+Views parse the request, call the store, render. The client is always the
+connection's source address (or, on a central portal, the address a verified
+hand-off token names): never a form field, never X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+from flask_babel import get_locale, lazy_gettext  # type: ignore[import-untyped]
+from werkzeug.wrappers import Response as BaseResponse
+
+from parvis.core.codes import normalize_code
+from parvis.core.commands import Command, Verb
+from parvis.core.handoff import HandoffError, nonce_ttl_s, verify
+from parvis.core.sessions import Session
+from parvis.store import Store
+from portal.content import ContentError, Terms, load_terms, load_tiles
+from portal.errors import render_error
+from portal.i18n import LANGUAGES, explicit_language
+from portal.intercept import handoff_location
+from portal.state import PortalState, client_ipv4, state
+from portal.urls import safe_continue_url
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("splash", __name__)
+
+CODE_WINDOW_MIN = 10
+# A verified hand-off names the client for this long (the resident reads the page).
+HANDOFF_CONTEXT_S = 15 * 60
+_GATEWAY_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+CODE_ERRORS: dict[str, Any] = {
+    "unknown": lazy_gettext("This access code is not valid. Check it and try again."),
+    "expired": lazy_gettext("This access code has expired."),
+    "used-up": lazy_gettext("This access code has already been used."),
+    "revoked": lazy_gettext("This access code has been cancelled."),
+}
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is asking: an IPv4 address (None over IPv6) on one gateway's store."""
+
+    ip: str | None
+    store: Store
+    gateway_id: str
+    via_handoff: bool = False
+
+
+def current_client(st: PortalState) -> Client:
+    """The requesting client: a live hand-off context, else the connection's address."""
+    for key in ("handoff", "online"):
+        context = session.get(key)
+        if (isinstance(context, dict) and float(context.get("until", 0)) > st.clock()
+                and isinstance(context.get("gw"), str) and isinstance(context.get("ip"), str)):
+            return Client(ip=context["ip"], store=st.store_for(context["gw"]),
+                          gateway_id=context["gw"], via_handoff=True)
+    return Client(ip=client_ipv4(request.remote_addr), store=st.store,
+                  gateway_id=st.config.gateway.id)
+
+
+def current_language() -> str:
+    """The page's language code (fr or en)."""
+    language = str(get_locale() or "fr")
+    return language if language in LANGUAGES else "fr"
+
+
+def lang_args() -> dict[str, Any]:
+    """``lang=…`` to keep in links and form actions when the resident chose explicitly."""
+    chosen = explicit_language()
+    return {"lang": chosen} if chosen else {}
+
+
+def _terms(st: PortalState) -> Terms:
+    try:
+        return load_terms(st.config.portal.content_dir, current_language())
+    except ContentError as error:
+        # Checked at start; gone since: the resident sees a 503, the admin a log line.
+        log.error("content unreadable: problem=%s", error)
+        abort(503)
+
+
+def _remaining(session_obj: Session | None, now: float) -> dict[str, int] | None:
+    if session_obj is None:
+        return None
+    seconds = max(0, int(session_obj.expires_at - now))
+    return {"hours": seconds // 3600, "minutes": (seconds % 3600) // 60}
+
+
+def _render_splash(st: PortalState, client: Client, *, code_error: str | None = None,
+                   status: int = 200) -> Response:
+    now = st.clock()
+    live = client.store.session_for_ip(client.ip) if client.ip else None
+    token = request.values.get("u", "")
+    continue_url = safe_continue_url(st.signer.unsign(token), st.own_hosts)
+    language = current_language()
+    tiles = [{"kind": tile.kind, "title": tile.title[language], "text": tile.text[language],
+              "url": tile.url[language]}
+             for tile in load_tiles(st.config.portal.content_dir, dt.date.today())]
+    html = render_template(
+        "splash.html", terms=_terms(st), tiles=tiles, online=live is not None,
+        remaining=_remaining(live, now), continue_url=continue_url,
+        u=token if continue_url else "", code_error=code_error,
+        lang_args=lang_args(), switch=_switch_url(token if continue_url else ""),
+    )
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _switch_url(token: str, endpoint: str = "splash.index") -> str:
+    """The other language's URL for this page, keeping the signed original URL."""
+    other = "en" if current_language() == "fr" else "fr"
+    args: dict[str, Any] = {"lang": other}
+    if token:
+        args["u"] = token
+    return url_for(endpoint, **args)
+
+
+@bp.get("/")
+def index() -> BaseResponse:
+    """The splash page (or, on a gateway in remote portal mode, the way to the central one)."""
+    st = state()
+    client = current_client(st)
+    if st.config.portal.remote_url and client.ip and not client.via_handoff:
+        location = handoff_location(st, client.ip,
+                                    st.signer.unsign(request.args.get("u", "")))
+        if location:
+            response = redirect(location, 302)
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    return _render_splash(st, client)
+
+
+@bp.post("/accepter")
+def accept() -> BaseResponse:
+    """Accept the terms: authorise this client, then 303 to the confirmation page."""
+    st = state()
+    client = current_client(st)
+    if client.ip is None:
+        return render_error(400, "ipv4_only")
+    version = _terms(st).version
+    return _authorize(st, client, via="accept", terms_version=version)
+
+
+@bp.post("/code")
+def code() -> BaseResponse:
+    """Redeem an access code; wrong guesses are counted and throttled per client."""
+    st = state()
+    client = current_client(st)
+    if client.ip is None:
+        return render_error(400, "ipv4_only")
+    codes = client.store
+    if codes.code_failures(client.ip) >= st.config.portal.code_attempts:
+        return render_error(429, "too_many_codes", minutes=CODE_WINDOW_MIN)
+    text = request.form.get("code", "")[:64]
+    normal = normalize_code(text)
+    # The portal's secret keys the stored code hashes (parvisctl reads the same file).
+    redemption = codes.redeem_code(normal, st.secret, st.clock()) if normal else None
+    if redemption is None or not redemption.ok:
+        failures = codes.note_code_failure(client.ip)
+        reason = redemption.reason if redemption is not None else "unknown"
+        log.info("code refused: ip=%s gateway=%s reason=%s failures=%d",
+                 client.ip, client.gateway_id, reason, failures)
+        message = CODE_ERRORS.get(reason, CODE_ERRORS["unknown"])
+        return _render_splash(st, client, code_error=str(message), status=400)
+    return _authorize(st, client, via="code", terms_version=_terms(st).version,
+                      code_batch=redemption.batch, timeout_s=redemption.session_s)
+
+
+def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
+               code_batch: str = "", timeout_s: int | None = None) -> BaseResponse:
+    """Send authorize and wait for netctl's acknowledgement; only then a fresh session."""
+    assert client.ip is not None
+    command = Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address(client.ip), by="portal",
+                      terms_version=terms_version,
+                      via="handoff" if client.via_handoff and via == "accept" else via,
+                      code_batch=code_batch, timeout_s=timeout_s)
+    result = client.store.call(command, timeout_s=st.config.portal.ack_timeout_s)
+    if result is None:
+        log.warning("authorize not acknowledged: ip=%s gateway=%s timeout_s=%s",
+                    client.ip, client.gateway_id, st.config.portal.ack_timeout_s)
+        return render_error(503, "unavailable", retry=True)
+    if not result.ok:
+        log.info("authorize refused: ip=%s gateway=%s reason=%s",
+                 client.ip, client.gateway_id, result.message)
+        if "blocked" in result.message:
+            return render_error(403, "blocked")
+        if result.message.startswith("expired"):
+            return render_error(503, "unavailable", retry=True)
+        return render_error(409, "refused")
+    log.info("accepted: ip=%s gateway=%s via=%s terms_version=%s lang=%s code_batch=%s",
+             client.ip, client.gateway_id, command.via, terms_version, current_language(),
+             code_batch or "-")
+    token = request.form.get("u", "")
+    # A fresh session: nothing from before acceptance (CSRF token, hand-off) survives it.
+    session.clear()
+    if client.via_handoff:
+        session["online"] = {"gw": client.gateway_id, "ip": client.ip,
+                             "until": st.clock() + HANDOFF_CONTEXT_S}
+    args: dict[str, Any] = dict(lang_args())
+    if st.signer.unsign(token):
+        args["u"] = token
+    response = redirect(url_for("splash.welcome", **args), 303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/bienvenue")
+def welcome() -> Response:
+    """The confirmation page: online, time remaining, and where the resident was going."""
+    st = state()
+    client = current_client(st)
+    live = client.store.session_for_ip(client.ip) if client.ip else None
+    token = request.args.get("u", "")
+    continue_url = safe_continue_url(st.signer.unsign(token), st.own_hosts)
+    html = render_template("welcome.html", online=live is not None,
+                           remaining=_remaining(live, st.clock()), continue_url=continue_url,
+                           switch=_switch_url(token if continue_url else "", "splash.welcome"))
+    response = Response(html, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/handoff")
+def handoff() -> BaseResponse:
+    """Central portal: accept a gateway's signed, expiring, single-use hand-off token."""
+    st = state()
+    if st.handoff_secret is None:
+        abort(404)
+    token = request.args.get("h", "")
+    now = st.clock()
+    try:
+        params = verify(token, st.handoff_secret, now)
+    except HandoffError as error:
+        log.info("hand-off refused: reason=%s", error.reason)
+        return render_error(400, "handoff")
+    gateway_id = params.get("gateway", "")
+    ip = params.get("ip", "")
+    nonce = params.get("nonce", "")
+    try:
+        valid_ip = isinstance(ipaddress.ip_address(ip), ipaddress.IPv4Address)
+    except ValueError:
+        valid_ip = False
+    if not (_GATEWAY_ID_RE.match(gateway_id) and valid_ip and nonce):
+        log.info("hand-off refused: reason=incomplete parameters")
+        return render_error(400, "handoff")
+    try:
+        fresh = st.store.claim_nonce(nonce, nonce_ttl_s(params, now))
+    except ValueError:
+        fresh = False
+    if not fresh:
+        log.info("hand-off refused: reason=replayed gateway=%s", gateway_id)
+        return render_error(400, "handoff")
+    session.clear()
+    session["handoff"] = {"gw": gateway_id, "ip": ip, "until": now + HANDOFF_CONTEXT_S}
+    args: dict[str, Any] = dict(lang_args())
+    url = params.get("url", "")
+    if url:
+        args["u"] = st.signer.sign(url)
+    response = redirect(url_for("splash.index", **args), 303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
