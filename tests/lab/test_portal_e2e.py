@@ -9,23 +9,28 @@ netctl's log free of errors.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import pytest
 
-from lab import topology
+from lab import browser, topology
 from lab.topology import Lab
 from tests.lab.test_gateway import (  # noqa: F401 (autouse fixtures are used by being imported)
     INTERNET_MARK,
     clean_gateway,
     netctl_logged_nothing_unexpected,
+    parvisctl,
     reaches_internet,
     udp_probe,
     wait_for,
@@ -343,7 +348,7 @@ def test_accept_without_the_csrf_token_is_refused(lab: Lab, tmp_path: Path) -> N
 
 # --- RFC 8908 / RFC 8910 -------------------------------------------------------------------
 
-def captive_api(lab: Lab, node: str = "c1") -> tuple[Reply, dict[str, object]]:
+def captive_api(lab: Lab, node: str = "c1") -> tuple[Reply, dict[str, Any]]:
     reply = http(lab, node, API_URL, "-H", "Accept: application/captive+json")
     assert reply.exit == 0, f"curl exit {reply.exit} (60 = CA not trusted): {reply.raw}"
     assert reply.status == 200, reply
@@ -447,34 +452,190 @@ def test_https_and_quic_outside_are_refused_never_intercepted(
 
 
 # --- a real browser ------------------------------------------------------------------------
+# lab/browser.py runs Debian's headless Chromium inside a client's namespace and
+# prints what it saw as JSON: each page's URL, status, language, text, axe-core
+# result (WCAG 2.1 A/AA) and weight (Performance API), and its screenshots.
 
-def test_headless_chromium_lands_on_the_splash_and_accepts(lab: Lab) -> None:
+ACCEPT_EN = "Accept and connect"
+CODE_UNKNOWN = {"fr": "Ce code d’accès n’est pas valide. Vérifiez-le et réessayez.",
+                "en": "This access code is not valid. Check it and try again."}
+PAGE_WEIGHT_LIMIT = 50_000  # bytes: "under 50 KB for the whole page"
+BROWSER_PROGRAMS = ("chromium", "chromedriver", "chrome_crashpad", "chrome")
+
+
+def browser_processes(lab: Lab) -> list[str]:
+    """'pid comm' of every Chromium or chromedriver process this lab started (should be none)."""
+    mark = f"PARVIS_LAB={lab.name}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if comm.startswith(BROWSER_PROGRAMS) and mark in environ:
+            found.append(f"{entry.name} {comm}")
+    return found
+
+
+def run_browser(lab: Lab, node: str, flow: str, out: Path, *extra: str) -> dict[str, Any]:
+    """Run a flow of lab/browser.py in ``node``; its JSON. Screenshots to ``out``, copied
+    to artifacts/screenshots/ for humans; no browser process is left behind."""
     if not Path("/usr/bin/chromium").exists() or not Path("/usr/bin/chromedriver").exists():
         pytest.fail("Debian's chromium and chromium-driver are needed: "
                     "apt-get install chromium chromium-driver libnss3-tools")
+    if browser.axe_script() is None:
+        pytest.fail("axe-core 4.x is needed: npm install --global --prefix .venv axe-core@4 "
+                    f"(looked in {[str(p) for p in browser.axe_locations()]})")
+    run = lab.exec(node, [sys.executable, "-m", "lab.browser", flow,
+                          "--ca", str(lab.state_dir / "ca.crt"), "--out", str(out),
+                          "--portal-prefix", PORTAL_PREFIX, *extra], check=False, timeout=60)
+    leftovers = wait_for(lambda: not browser_processes(lab), timeout=3, interval=0.1)
+    assert leftovers is not None, f"browser processes left: {browser_processes(lab)}"
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    seen: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    ca = lab.state_dir / "ca.crt"
-    run = lab.exec("c1", [sys.executable, "-m", "lab.browser", "--ca", str(ca), "--out",
-                          str(SCREENSHOTS), "--portal-prefix", PORTAL_PREFIX], check=False,
-                   timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
-    assert not seen["errors"], seen
+    for shot in out.glob("*.png"):
+        shutil.copy2(shot, SCREENSHOTS / shot.name)
+    print(f"{flow}: browser start {seen.get('browser_start_s')} s, "
+          f"whole flow {seen.get('flow_s')} s; screenshots in {out} and {SCREENSHOTS}")
+    return seen
+
+
+def page(seen: dict[str, Any], name: str) -> dict[str, Any]:
+    """One page of the run's JSON (fails clearly if the flow did not get there)."""
+    pages = seen.get("pages")
+    assert isinstance(pages, dict) and name in pages, \
+        f"the browser never reached {name!r}: errors {seen.get('errors')}, pages {pages}"
+    found: dict[str, Any] = pages[name]
+    return found
+
+
+def axe_report(name: str, result: dict[str, Any]) -> str:
+    """axe-core's violations of one page, readable: rule, impact, elements, what to fix."""
+    lines = [f"{name} ({result.get('url', '')}): {len(result['axe']['violations'])} "
+             f"WCAG 2.1 A/AA violation(s), axe-core {result['axe'].get('version')}"]
+    for violation in result["axe"]["violations"]:
+        lines.append(f"  [{violation['impact']}] {violation['id']}: {violation['help']} "
+                     f"({violation['helpUrl']})")
+        for node in violation["nodes"]:
+            lines.append(f"    at {' '.join(node['target'])}: {node['html'][:160]}")
+            lines.extend(f"      {line}" for line in (node.get("summary") or "").splitlines())
+    return "\n".join(lines)
+
+
+def assert_accessible(seen: dict[str, Any], *names: str) -> None:
+    """axe-core ran on each page and found no WCAG 2.1 A/AA violation."""
+    reports = []
+    for name in names:
+        result = page(seen, name)
+        assert "error" not in result["axe"], f"axe-core did not run on {name}: {result['axe']}"
+        assert result["axe"]["passes"] > 0, f"axe-core checked nothing on {name}"
+        assert int(result["axe"]["version"].split(".")[0]) >= 4, result["axe"]["version"]
+        print(f"{name}: axe-core {result['axe']['version']}: {result['axe']['passes']} rules "
+              f"passed, {len(result['axe']['violations'])} violated, to review by hand: "
+              f"{result['axe']['incomplete_ids']}")
+        if result["axe"]["violations"]:
+            reports.append(axe_report(name, result))
+    assert not reports, "\n\n".join(reports)
+
+
+def assert_light(seen: dict[str, Any], *names: str) -> None:
+    """Each page, its document and every resource, weighs under 50 KB as the browser got it."""
+    for name in names:
+        weight = page(seen, name)["weight"]
+        entries = "\n".join(f"  {e['name']}: transfer {e['transfer']} B, body "
+                            f"{e['encoded']} B ({e['decoded']} B decoded)"
+                            for e in weight["entries"])
+        print(f"{name}: {weight['bytes']} B ({weight['decoded']} B decoded)\n{entries}")
+        assert weight["bytes"] > 0 and weight["entries"][0]["encoded"] > 0, weight
+        assert weight["bytes"] < PAGE_WEIGHT_LIMIT, \
+            f"{name} weighs {weight['bytes']} B (limit {PAGE_WEIGHT_LIMIT} B):\n{entries}"
+
+
+def assert_screenshots(seen: dict[str, Any], *names: str) -> None:
+    """The named screenshots exist (as PNG files) in the run's output and in artifacts/."""
+    shots = {Path(p).name: Path(p) for p in seen["screenshots"]}
+    for name in names:
+        assert name in shots, f"no screenshot {name} among {sorted(shots)}"
+        assert shots[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shots[name]
+        assert (SCREENSHOTS / name).exists()
+
+
+def probe_answers_open(lab: Lab, node: str) -> bool:
+    """Android's probe, from ``node`` with curl, gets the open network's 204 within a second."""
+    probe = PROBES[0]
+    return wait_for(lambda: open_answer(probe, http(lab, node, probe.url, "-A", ANDROID_UA)),
+                    timeout=1.0, interval=0.1) is not None
+
+
+def test_headless_chromium_lands_on_the_splash_and_accepts(lab: Lab, tmp_path: Path) -> None:
+    assert not in_client_set(lab, 1)
+    seen = run_browser(lab, "c1", "accept", tmp_path)
+    assert not seen["errors"], seen["errors"]
     assert seen["landed_on_portal"], seen
-    assert seen["lang_initial"].lower().startswith("fr"), seen
-    assert seen["has_accept_button_fr"] and seen["mentions_terms_fr"], seen
+    splash = page(seen, "splash-fr")
+    assert splash["status"] == 200 and splash["lang"] == "fr", splash
+    assert seen["accept_label_fr"] == ACCEPT_FR, seen
+    assert "conditions" in splash["text"].lower() and "confidentialité" in splash["text"].lower()
     # Fits the macOS sheet and a small phone: no horizontal scrolling.
     assert seen["scroll_width_900"] <= seen["client_width_900"], seen
     assert seen["scroll_width_360"] <= seen["client_width_360"], seen
-    assert seen["switched_to_en"] and seen["lang_after_switch"].lower().startswith("en"), seen
-    assert seen["switched_back_to_fr"], seen
-    confirmation = seen.get("confirmation_url", "")
-    assert confirmation.startswith(PORTAL_PREFIX), seen
-    assert confirmation != seen["splash_url"], seen
-    names = {Path(p).name for p in seen["screenshots"]}
-    assert {"splash-fr.png", "splash-en.png", "confirmation.png",
-            "splash-fr-900x572.png", "splash-fr-360x740.png"} <= names
+    # English one tap away, and back.
+    assert [s["to"] for s in seen["switches"] if s["ok"]] == ["en", "fr"], seen["switches"]
+    english = page(seen, "splash-en")
+    assert english["lang"] == "en" and english["status"] == 200, english
+    assert seen["accept_label_en"] == ACCEPT_EN, seen
+    assert page(seen, "splash-fr-again")["lang"] == "fr"
+    assert seen["accept_label_fr_again"] == ACCEPT_FR, seen
+    # Accepted (in French): the confirmation page, and the client is online.
+    done = page(seen, "confirmation")
+    assert done["url"].startswith(PORTAL_PREFIX + "bienvenue"), done
+    assert done["status"] == 200 and done["lang"] == "fr", done
+    assert "Vous êtes connecté·e" in done["text"], done
     assert in_client_set(lab, 1)
-    probe = PROBES[0]
-    assert wait_for(lambda: open_answer(probe, http(lab, "c1", probe.url, "-A", ANDROID_UA)),
-                    timeout=1.0) is not None
+    assert probe_answers_open(lab, "c1"), "the probe did not answer as open after accepting"
+    assert_screenshots(seen, "accept-1-splash-fr.png", "accept-2-splash-fr-900x572.png",
+                       "accept-3-splash-fr-360x740.png", "accept-4-splash-en.png",
+                       "accept-5-confirmation.png")
+    assert_accessible(seen, "splash-fr", "splash-en", "confirmation")
+    assert_light(seen, "splash-fr", "splash-en", "confirmation")
+
+
+def test_headless_chromium_gets_online_with_an_access_code(lab: Lab, tmp_path: Path) -> None:
+    created = parvisctl(lab, "codes", "create", "--count", "1", "--valid-for", "1h",
+                        "--uses", "1", "--csv")
+    assert created.returncode == 0, created.stderr
+    rows = list(csv.DictReader(io.StringIO(created.stdout)))
+    assert len(rows) == 1 and rows[0]["code"], created.stdout
+    assert not in_client_set(lab, 2)
+    assert not probe_answers_open(lab, "c2")
+
+    seen = run_browser(lab, "c2", "code", tmp_path, "--code", rows[0]["code"])
+    assert not seen["errors"], seen["errors"]
+    assert page(seen, "splash-fr")["lang"] == "fr"
+    # A wrong code: the splash again (400) with the message in the page's language.
+    for lang in ("fr", "en"):
+        wrong = page(seen, f"wrong-code-{lang}")
+        assert wrong["status"] == 400 and wrong["lang"] == lang, wrong
+        assert CODE_UNKNOWN[lang] in wrong["text"], wrong["text"]
+        other = CODE_UNKNOWN["en" if lang == "fr" else "fr"]
+        assert other not in wrong["text"], wrong["text"]
+    assert [s["to"] for s in seen["switches"] if s["ok"]] == ["en", "fr"], seen["switches"]
+    assert seen["accept_label_fr_again"] == ACCEPT_FR, seen
+    # The right code (typed on the French page): the confirmation, and online.
+    done = page(seen, "confirmation")
+    assert done["url"].startswith(PORTAL_PREFIX + "bienvenue"), done
+    assert done["status"] == 200 and done["lang"] == "fr", done
+    assert "Vous êtes connecté·e" in done["text"], done
+    assert in_client_set(lab, 2)
+    assert probe_answers_open(lab, "c2"), "the probe did not answer as open after the code"
+    assert not in_client_set(lab, 1), "the code let the wrong client online"
+    assert page(seen, "not-found")["status"] == 404
+    assert_screenshots(seen, "code-1-splash-fr.png", "code-2-wrong-code-fr.png",
+                       "code-3-wrong-code-en.png", "code-4-confirmation.png",
+                       "code-5-not-found.png")
+    assert_accessible(seen, "wrong-code-fr", "wrong-code-en", "confirmation", "not-found")
+    assert_light(seen, "splash-fr", "wrong-code-fr", "confirmation", "not-found")
