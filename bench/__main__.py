@@ -1,13 +1,14 @@
-"""``python -m bench [scale|counters|all] [options]``: Parvis benchmarks (root; builds namespaces).
+"""``python -m bench [scale|counters|portal|all] [options]``: Parvis benchmarks (root only).
 
 * ``scale``: netctl with N authorised clients in the lab (bench/netctl_scale.py);
 * ``counters``: reading every counter, netctl's way against libnftables (bench/counter_read.py);
-* ``all`` (the default): counters at 10,000 clients, then scale at 1,000 and 10,000.
+* ``portal``: the captive portal under wrk, and accept → online (bench/portal_load.py);
+* ``all`` (the default): counters at 10,000 clients, scale at 1,000 and 10,000, then portal.
 """
 
 import sys
 
-from bench import counter_read, netctl_scale
+from bench import counter_read, netctl_scale, portal_load
 
 
 def main(argv: list[str]) -> int:
@@ -16,6 +17,8 @@ def main(argv: list[str]) -> int:
         return netctl_scale.main(argv[1:])
     if argv and argv[0] == "counters":
         return counter_read.main(argv[1:])
+    if argv and argv[0] == "portal":
+        return portal_load.main(argv[1:])
     if argv and argv[0] not in ("all",):
         print(__doc__, file=sys.stderr)
         return 2
@@ -23,6 +26,8 @@ def main(argv: list[str]) -> int:
     for clients in ("1000", "10000"):
         print(f"\n== netctl with {clients} clients", flush=True)
         status |= netctl_scale.main(["--clients", clients])
+    print("\n== the portal with 1000 clients", flush=True)
+    status |= portal_load.main(["--clients", "1000"])
     return status
 
 

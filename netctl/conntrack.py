@@ -16,7 +16,7 @@ import queue
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,11 @@ def cut_now(addresses: Iterable[str], binary: str = "conntrack") -> int:
 class ConnectionCutter:
     """Runs :func:`cut_now` for queued addresses in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, authorised: Callable[[str], bool] | None = None) -> None:
         self.binary = shutil.which("conntrack") or "conntrack"
+        # Asked just before each cut: an address authorised again since it was
+        # queued keeps its (new) connections.
+        self.authorised = authorised or (lambda address: False)
         self._queue: queue.SimpleQueue[list[str] | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="conntrack-cutter", daemon=True)
 
@@ -81,4 +84,4 @@ class ConnectionCutter:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            cut_now(item, self.binary)
+            cut_now([a for a in item if not self.authorised(a)], self.binary)

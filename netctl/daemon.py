@@ -150,6 +150,12 @@ class Gateway:
         self.cut_connections([a for s, _ in ended.values() for a in (s.ipv4, *s.ipv6)])
         return len(actual) - len(changes.delete), len(changes.add), len(changes.delete)
 
+    def holds_address(self, address: str) -> bool:
+        """True when a live session holds this IPv4 or IPv6 address (any thread may ask)."""
+        if address in self.mac_by_ipv4:
+            return True
+        return any(address in s.ipv6 for s in list(self.sessions.values()) if s.ipv6)
+
     def _forget_recreated(self, elements: Iterable[Element]) -> list[Session]:
         """Sessions whose elements were (re-)created at zero forget their last readings."""
         owners: dict[str, Session] = {}

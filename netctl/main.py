@@ -154,9 +154,10 @@ def _serve(config: Config) -> int:
     store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
     lan = config.gateway.lan_interface
     cutter = ConnectionCutter()
-    cutter.start()
     gateway = Gateway(config, store, nft, probe_macs=lambda ips: arp_probe(lan, ips),
                       cut_connections=cutter.cut)
+    cutter.authorised = gateway.holds_address
+    cutter.start()
     try:
         gateway.start()
     except (StoreError, NftError) as error:

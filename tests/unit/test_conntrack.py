@@ -1,0 +1,40 @@
+"""The connection cutter: addresses authorised again before their turn keep their connections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netctl.conntrack import ConnectionCutter, cut_now
+
+
+def recording_binary(tmp_path: Path, status: int = 0) -> tuple[str, Path]:
+    record = tmp_path / "calls"
+    script = tmp_path / "conntrack"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {record}\nexit {status}\n')
+    script.chmod(0o755)
+    return str(script), record
+
+
+def test_cut_now_deletes_by_source_and_family(tmp_path: Path) -> None:
+    binary, record = recording_binary(tmp_path, status=1)  # 1: "no entry", not a failure
+    assert cut_now(["10.77.0.5", "fd77::5"], binary) == 0
+    assert record.read_text().splitlines() == ["-D -f ipv4 -s 10.77.0.5",
+                                               "-D -f ipv6 -s fd77::5"]
+
+
+def test_a_failing_run_is_counted(tmp_path: Path) -> None:
+    binary, _record = recording_binary(tmp_path, status=2)
+    assert cut_now(["10.77.0.5"], binary) == 1
+
+
+def test_re_authorised_addresses_are_skipped(tmp_path: Path) -> None:
+    binary, record = recording_binary(tmp_path)
+    cutter = ConnectionCutter(authorised=lambda address: address == "10.77.0.6")
+    cutter.binary = binary
+    cutter.start()
+    try:
+        cutter.cut(["10.77.0.5", "10.77.0.6"])
+        assert cutter.wait_idle(5)
+    finally:
+        cutter.stop()
+    assert record.read_text().splitlines() == ["-D -f ipv4 -s 10.77.0.5"]
