@@ -103,8 +103,34 @@ class Terms:
     version: str
 
 
+def _signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...] | None:
+    """What identifies these files' current contents cheaply (None if one cannot be read)."""
+    try:
+        return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    except OSError:
+        return None
+
+
+# Parsed content by its files' signature: the town's edits show at the next page
+# view (the signature changes), without re-reading and re-rendering on every one.
+_TERMS_CACHE: dict[tuple[Path, str], tuple[tuple[tuple[str, int, int], ...], Terms]] = {}
+_TILES_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], list[Tile]]] = {}
+
+
 def load_terms(content_dir: Path, language: str) -> Terms:
-    """Read ``terms.<lang>.md`` and ``privacy.<lang>.md``; raise ContentError if unreadable."""
+    """``terms.<lang>.md`` and ``privacy.<lang>.md``, rendered; raise ContentError if unreadable."""
+    paths = [content_dir / f"terms.{language}.md", content_dir / f"privacy.{language}.md"]
+    signature = _signature(paths)
+    cached = _TERMS_CACHE.get((content_dir, language))
+    if signature is not None and cached is not None and cached[0] == signature:
+        return cached[1]
+    terms = _read_terms(content_dir, language)
+    if signature is not None:
+        _TERMS_CACHE[(content_dir, language)] = (signature, terms)
+    return terms
+
+
+def _read_terms(content_dir: Path, language: str) -> Terms:
     texts: list[bytes] = []
     for name in (f"terms.{language}.md", f"privacy.{language}.md"):
         try:
@@ -192,6 +218,17 @@ def parse_tiles(data: dict[str, object]) -> list[Tile]:
 def load_tiles(content_dir: Path, today: dt.date) -> list[Tile]:
     """The tiles to show today; an absent file means none, an invalid one logs a warning."""
     path = content_dir / "tiles.toml"
+    signature = _signature([path])
+    cached = _TILES_CACHE.get(content_dir)
+    if signature is not None and cached is not None and cached[0] == signature:
+        return [tile for tile in cached[1] if tile.shown_on(today)]
+    tiles = _read_tiles(path)
+    if signature is not None:
+        _TILES_CACHE[content_dir] = (signature, tiles)
+    return [tile for tile in tiles if tile.shown_on(today)]
+
+
+def _read_tiles(path: Path) -> list[Tile]:
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -202,4 +239,4 @@ def load_tiles(content_dir: Path, today: dt.date) -> list[Tile]:
         # The page must still render: the tiles are extra, the terms are what matter.
         log.warning("tiles not shown: path=%s problem=%s", path, error)
         return []
-    return [tile for tile in tiles if tile.shown_on(today)]
+    return tiles
