@@ -35,6 +35,8 @@ from typing import Any, cast
 import redis
 
 from lab import tls
+from parvis.core.config import load_config
+from parvis.core.dnsmasq import portal_lines
 
 # --- Addresses and names (fixed: tests, docs and benchmarks rely on them) ---------------
 
@@ -118,20 +120,6 @@ _NODE_RE = re.compile(r"^(gw|up|c[1-9][0-9]*)$")
 
 class LabError(Exception):
     """A problem building or using the lab, worded for the person at the terminal."""
-
-
-def _garden_name_sets() -> tuple[str, str]:
-    """netctl's sets that dnsmasq fills from walled-garden names (IPv4, IPv6).
-
-    ``garden_names4``/``garden_names6`` (timeout sets netctl never flushes) when
-    netctl defines them, else the CIDR sets ``garden4``/``garden6``.
-    """
-    try:
-        from netctl import ruleset
-    except ImportError:
-        return ("garden4", "garden6")
-    return (str(getattr(ruleset, "GARDEN_NAMES4", ruleset.GARDEN4)),
-            str(getattr(ruleset, "GARDEN_NAMES6", ruleset.GARDEN6)))
 
 
 def check_environment() -> None:
@@ -819,28 +807,15 @@ logfile ""
             "no-hosts",
             f"server={INTERNET_DNS4}",
             f"server={INTERNET_DNS6}",
-            f"address=/{POSTER_NAME}/{LAN_GATEWAY4}",
-            f"address=/{POSTER_NAME}/{LAN_GATEWAY6}",
-            # The portal's name has an A record only: devices then reach the portal
-            # over IPv4, the address their DHCP lease (and so netctl) knows them by.
-            # Their IPv6 addresses follow the MAC once they are authorised.
-            # (local= keeps dnsmasq from forwarding the name's AAAA queries upstream:
-            # it answers them itself, with no data.)
-            f"local=/{PORTAL_NAME}/",
-            f"host-record={PORTAL_NAME},{LAN_GATEWAY4}",
-            # The walled garden by name: each address a client resolves for these
-            # names (and their subdomains) goes into netctl's sets.
-            *(f"nftset=/{name}/4#inet#parvis#{set4},6#inet#parvis#{set6}"
-              for name in GARDEN_NAMES for set4, set6 in [_garden_name_sets()]),
+            # The portal's names, RFC 8910 and the walled garden by name, exactly as
+            # `parvisctl dnsmasq` prints them for a real gateway from the same config.
+            *(line for line in portal_lines(load_config(self.config_path))
+              if not line.startswith("#")),
             f"dhcp-range={DHCP_FIRST},{DHCP_LAST},255.255.0.0,{DHCP_LEASE}",
             f"dhcp-range=::,constructor:{LAN_INTERFACE},ra-stateless",
             "enable-ra",
             f"dhcp-option=option:router,{LAN_GATEWAY4}",
             f"dhcp-option=option:dns-server,{LAN_GATEWAY4}",
-            # RFC 8910: the RFC 8908 API's URI, DHCPv4 option 114 and DHCPv6 option 103
-            # (the latter to clients that send an information-request).
-            f'dhcp-option=114,"{CAPPORT_API_URL}"',
-            f'dhcp-option=option6:103,"{CAPPORT_API_URL}"',
             "dhcp-authoritative",
             # The default 1000 is about the size of the range; the range is the limit.
             "dhcp-lease-max=4096",

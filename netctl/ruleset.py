@@ -31,6 +31,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from parvis.core import dnsmasq
 from parvis.core.config import Config
 from parvis.core.sessions import ClientSet, Element
 
@@ -47,8 +48,8 @@ GARDEN6 = "garden6"
 # Filled by the gateway's dnsmasq (nftset=) with the addresses of walled-garden
 # names as clients resolve them. netctl never flushes them; each address ages
 # out on its own so a name that moves does not stay open for ever.
-GARDEN_NAMES4 = "garden_names4"
-GARDEN_NAMES6 = "garden_names6"
+GARDEN_NAMES4 = dnsmasq.GARDEN_NAMES4
+GARDEN_NAMES6 = dnsmasq.GARDEN_NAMES6
 GARDEN_NAMES_TIMEOUT_S = 6 * 3600
 
 _CLIENT_SET_TYPES: dict[ClientSet, list[str] | str] = {

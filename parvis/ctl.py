@@ -20,6 +20,7 @@ from typing import Any
 
 import parvis
 from parvis.core import codes as access_codes
+from parvis.core import dnsmasq
 from parvis.core.addresses import AddressError, looks_like_mac, parse_client_ip, parse_mac
 from parvis.core.commands import Command, Verb
 from parvis.core.config import DEFAULT_CONFIG_PATH, ConfigError, config_problem, load_config
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the gateway to acknowledge (default 5)")
     parser.add_argument("--version", action="version", version=f"parvis {parvis.__version__}")
     sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+    sub.add_parser("dnsmasq", help="the lines the gateway's dnsmasq needs (no Redis needed)")
     status = sub.add_parser("status", help="gateways: heartbeat, health, sessions")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     clients = sub.add_parser("clients", help="authorised, seen, trusted and blocked devices")
@@ -99,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"parvisctl: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.action == "dnsmasq":
+        print("\n".join(dnsmasq.portal_lines(config)))
+        return EXIT_OK
     code_key: bytes | None = None
     if args.action == "codes" and args.codes_action == "create":
         # Codes are stored under a hash keyed with the portal's secret: without

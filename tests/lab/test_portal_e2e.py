@@ -26,6 +26,7 @@ import pytest
 
 from lab import browser, topology
 from lab.topology import Lab
+from parvis.core.dnsmasq import GARDEN_NAMES4
 from tests.lab.test_gateway import (  # noqa: F401 (autouse fixtures are used by being imported)
     INTERNET_MARK,
     clean_gateway,
@@ -389,7 +390,7 @@ def test_captive_api_before_and_after_accepting(lab: Lab, tmp_path: Path) -> Non
 
 def test_walled_garden_by_name_opens_as_clients_resolve(lab: Lab) -> None:
     name, address = topology.GARDEN_SUBNAME, topology.GARDEN_SUB4
-    set4, _ = topology._garden_name_sets()
+    set4 = GARDEN_NAMES4
     # Start from a set that does not hold the address (an earlier test may have resolved it).
     lab.exec("gw", ["nft", "delete", "element", "inet", "parvis", set4, f"{{ {address} }}"],
              check=False)

@@ -126,3 +126,18 @@ def test_same_mac_trusted_and_blocked_is_refused() -> None:
     data["clients"] = {"trusted_macs": ["02:50:76:00:00:01"], "blocked_macs": ["02:50:76:00:00:01"]}
     with pytest.raises(ConfigError, match="also in trusted_macs"):
         parse_config(data)
+
+
+def test_dnsmasq_lines_follow_the_configuration() -> None:
+    from parvis.core.dnsmasq import api_url, portal_lines
+
+    config = load_config(EXAMPLE)
+    lines = portal_lines(config)
+    assert api_url(config) == "https://portail.plessisville.ca:8443/api/captive"
+    assert "local=/portail.plessisville.ca/" in lines
+    assert "host-record=portail.plessisville.ca,10.77.0.1" in lines
+    assert 'dhcp-option=114,"https://portail.plessisville.ca:8443/api/captive"' in lines
+    assert ("nftset=/plessisville.quebec/4#inet#parvis#garden_names4,"
+            "6#inet#parvis#garden_names6") in lines
+    # No AAAA for the portal's name: nothing maps it to an IPv6 address.
+    assert not any(line.startswith("address=/portail.plessisville.ca/") for line in lines)
