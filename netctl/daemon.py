@@ -30,6 +30,7 @@ from parvis.core.sessions import (
     account,
     end_reason_due,
     forget_element,
+    shift_times,
 )
 from parvis.store import Store, StoreError, new_consumer_name
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_IPV6_PER_CLIENT = 8  # privacy addresses rotate; keep the newest few
 MAX_AUTHORIZE_AGE_S = 120  # an authorize older than this was given up by its sender
+CLOCK_STEP_TOLERANCE_S = 30  # wall-clock moves larger than this (vs. monotonic) are steps
 COMMAND_BURST = 2000  # most commands taken from the stream at once (one transaction)
 SEEN_PRUNE_INTERVAL_S = 600
 
@@ -69,11 +71,17 @@ class Gateway:
         probe_macs: Callable[[list[str]], dict[str, str]] | None = None,
         cut_connections: Callable[[list[str]], object] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.store = store
         self.nft = nft
         self.clock = clock
+        self.monotonic = monotonic
+        # Wall and monotonic clocks at the last sweep: a step of the wall clock
+        # (NTP at boot on a gateway without a battery-backed clock) shows as a
+        # difference between the two, and must not end or extend every session.
+        self._clocks: tuple[float, float] | None = None
         lan = config.gateway.lan_interface
         self.ipv4_neighbours = ipv4_neighbours or (lambda: netlink.ipv4_neighbours(lan))
         self.ipv6_neighbours = ipv6_neighbours or (lambda: netlink.ipv6_neighbours(lan))
@@ -482,6 +490,7 @@ class Gateway:
         """Read every counter in one call; account, learn IPv6, expire, repair the kernel."""
         started = time.perf_counter()
         now = self.clock()
+        self._follow_clock_step(now)
         readings = self.nft.client_elements()
         if readings is None:
             log.warning("table inet parvis is missing; rebuilding it")
@@ -522,6 +531,21 @@ class Gateway:
         self.stats["sweep_plan_ms"] = round((plan_done - account_done) * 1000, 2)
         self.stats["sweep_persist_ms"] = round((finished - plan_done) * 1000, 2)
         self.stats["sweep_changed"] = len(changed)
+
+    def _follow_clock_step(self, now: float) -> None:
+        """Shift every session by a wall-clock step, so durations stay what they were."""
+        mono = self.monotonic()
+        previous, self._clocks = self._clocks, (now, mono)
+        if previous is None:
+            return
+        step = (now - previous[0]) - (mono - previous[1])
+        if abs(step) < CLOCK_STEP_TOLERANCE_S:
+            return
+        log.warning("wall clock stepped by %+.0f s; shifting %d sessions with it",
+                    step, len(self.sessions))
+        for session in self.sessions.values():
+            shift_times(session, step)
+        self._persist(self.sessions.values(), {})
 
     def _learn_ipv6(self, changed: dict[str, Session]) -> int:
         """Give an authorised device's IPv6 addresses (SLAAC, privacy) the same access.

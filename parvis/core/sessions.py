@@ -170,6 +170,13 @@ def forget_element(session: Session, element: Element) -> None:
     session.kernel.pop(element.key, None)
 
 
+def shift_times(session: Session, delta_s: float) -> None:
+    """Move a session's clock readings by ``delta_s`` (after the wall clock was stepped)."""
+    session.started_at += delta_s
+    session.expires_at += delta_s
+    session.last_activity_at += delta_s
+
+
 def end_reason_due(session: Session, now: float) -> EndReason | None:
     """The reason this session must end now, or None if it goes on."""
     if now >= session.expires_at:

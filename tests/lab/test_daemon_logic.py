@@ -256,3 +256,25 @@ def test_ipv6_learning_is_capped_and_stable(
         daemon.sweep()
     assert daemon.sessions[mac].ipv6 == first
     assert store.sessions()[mac].ipv6 == first
+
+
+def test_a_wall_clock_step_shifts_sessions_instead_of_ending_them(
+        lab: Lab, gateway: tuple[Gateway, Store, RecordingNft]) -> None:
+    daemon, store, _nft = gateway
+    wall = [1_800_000_000.0]
+    mono = [1000.0]
+    daemon.clock = lambda: wall[0]
+    daemon.monotonic = lambda: mono[0]
+    entry_id = store.send_command(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address("10.77.9.10")))
+    daemon.handle_entries(store.read_commands(daemon.consumer, 100, 1000))
+    assert (r := store.wait_reply(entry_id, 1)) is not None and r.ok
+    mac = daemon.test_neighbours["10.77.9.10"]  # type: ignore[attr-defined]
+    daemon.sweep()
+    remaining = daemon.sessions[mac].expires_at - wall[0]
+    # NTP steps the clock a year forward while only 2 s really pass.
+    wall[0] += 365 * 86400 + 2
+    mono[0] += 2
+    daemon.sweep()
+    assert mac in daemon.sessions, "the step ended the session"
+    assert daemon.sessions[mac].expires_at - wall[0] == pytest.approx(remaining - 2, abs=0.01)
+    assert store.sessions()[mac].expires_at == daemon.sessions[mac].expires_at
