@@ -91,6 +91,9 @@ def server_options(config: Config, tls: bool, workers: int, threads: int) -> dic
         "secure_scheme_headers": {},
         "forwarded_allow_ips": "127.0.0.1",
         "proc_name": f"parvis-portal-{'https' if tls else 'http'}",
+        # gunicorn's runtime control socket would sit in the user's home (shared by
+        # every instance, and absent under systemd's ProtectHome): not used here.
+        "control_socket_disable": True,
     }
     if tls:
         options["certfile"] = str(portal.certificate)
