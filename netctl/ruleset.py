@@ -113,6 +113,14 @@ def _reject_fast() -> list[list[Json]]:
     ]
 
 
+def _garden_tcp() -> list[Json]:
+    return [_match(_payload("tcp", "dport"), {"set": [80, 443]}), ACCEPT]
+
+
+def _garden_quic() -> list[Json]:
+    return [_match(_payload("udp", "dport"), 443), ACCEPT]
+
+
 ACCEPT: Json = {"accept": None}
 DROP: Json = {"drop": None}
 RETURN: Json = {"return": None}
@@ -171,10 +179,12 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
         ],
         "lan_out": [
             [_authorised(), ACCEPT],
-            [_match(_payload("ip", "daddr"), "@" + GARDEN4), ACCEPT],
-            [_match(_payload("ip6", "daddr"), "@" + GARDEN6), ACCEPT],
-            [_match(_payload("ip", "daddr"), "@" + GARDEN_NAMES4), ACCEPT],
-            [_match(_payload("ip6", "daddr"), "@" + GARDEN_NAMES6), ACCEPT],
+            # The walled garden is for web pages: HTTP, HTTPS and QUIC only, so a
+            # garden address on a shared host or CDN opens nothing else.
+            *([_match(_payload(family, "daddr"), "@" + name), *_web()]
+              for family, name in (("ip", GARDEN4), ("ip6", GARDEN6),
+                                   ("ip", GARDEN_NAMES4), ("ip6", GARDEN_NAMES6))
+              for _web in (_garden_tcp, _garden_quic)),
             *_reject_fast(),
         ],
         "input": [[_iif(lan), {"jump": {"target": "lan_in"}}]],

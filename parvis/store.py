@@ -117,9 +117,10 @@ class Keys:
         return f"parvis:codes:code:{code_id}"
 
     @staticmethod
-    def code_failures(client_ip: str) -> str:
-        """STRING counter of a client address's wrong codes, expiring with its window."""
-        return f"parvis:codes:failures:{client_ip}"
+    def code_failures(gateway_id: str, client_ip: str) -> str:
+        """STRING counter of a client address's wrong codes on one gateway, expiring with
+        its window (per gateway: towns reuse the same private addressing everywhere)."""
+        return f"parvis:codes:failures:{gateway_id}:{client_ip}"
 
     @staticmethod
     def handoff_nonce(nonce: str) -> str:
@@ -528,7 +529,8 @@ class Store:
     @_redis_errors
     def code_failures(self, client_ip: str) -> int:
         """Wrong codes tried by this client address in its current window."""
-        return int(self.client.get(Keys.code_failures(_canonical_ip(client_ip))) or 0)
+        key = Keys.code_failures(self.keys.gateway_id, _canonical_ip(client_ip))
+        return int(self.client.get(key) or 0)
 
     @_redis_errors
     def note_code_failure(self, client_ip: str, window_s: int = 600) -> int:
@@ -539,7 +541,7 @@ class Store:
         """
         if window_s < 1:
             raise ValueError(f"window_s must be at least 1, got {window_s}")
-        failures_key = Keys.code_failures(_canonical_ip(client_ip))
+        failures_key = Keys.code_failures(self.keys.gateway_id, _canonical_ip(client_ip))
         pipe = self.client.pipeline(transaction=True)
         pipe.incr(failures_key)
         pipe.expire(failures_key, window_s, nx=True)  # only the first failure sets it

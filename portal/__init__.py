@@ -47,6 +47,9 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
         store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
 
     app = Flask(__name__)
+    # Werkzeug would answer //-paths with a redirect built from the Host header
+    # (the client's own words): no such redirects here.
+    app.url_map.merge_slashes = False
     app.config.update(
         TESTING=testing,
         SECRET_KEY=secret,

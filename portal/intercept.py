@@ -38,7 +38,9 @@ def intercept_plain_http() -> Response | None:
     if st.config.portal.remote_url and client_ip is not None:
         location = handoff_location(st, client_ip, caught)
     if location is None:
-        query = urlencode({"u": st.signer.sign(caught)}) if caught else ""
+        # Bound to the address the request came from (IPv4 on the portal's own name).
+        query = (urlencode({"u": st.signer.sign(caught, client_ip or request.remote_addr)})
+                 if caught else "")
         location = st.portal_url + (f"?{query}" if query else "")
     return redirect_response(location)
 

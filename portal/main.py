@@ -86,7 +86,9 @@ def server_options(config: Config, tls: bool, workers: int, threads: int) -> dic
         # No access log: it would keep every resident's address and URLs.
         "accesslog": None,
         "errorlog": "-",
-        "loglevel": "info",
+        # Warnings and errors only: at info, gunicorn logs every client address
+        # whose captive sheet closed a TLS connection early (most of them).
+        "loglevel": "warning",
         # Clients face gunicorn directly: no header may claim another scheme or address.
         "secure_scheme_headers": {},
         "forwarded_allow_ips": "127.0.0.1",

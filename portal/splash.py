@@ -102,7 +102,7 @@ def _render_splash(st: PortalState, client: Client, *, code_error: str | None = 
     now = st.clock()
     live = client.store.session_for_ip(client.ip) if client.ip else None
     token = request.values.get("u", "")
-    continue_url = safe_continue_url(st.signer.unsign(token), st.own_hosts)
+    continue_url = safe_continue_url(st.signer.unsign(token, client.ip), st.own_hosts)
     language = current_language()
     tiles = [{"kind": tile.kind, "title": tile.title[language], "text": tile.text[language],
               "url": tile.url[language]}
@@ -134,7 +134,7 @@ def index() -> BaseResponse:
     client = current_client(st)
     if st.config.portal.remote_url and client.ip and not client.via_handoff:
         location = handoff_location(st, client.ip,
-                                    st.signer.unsign(request.args.get("u", "")))
+                                    st.signer.unsign(request.args.get("u", ""), client.ip))
         if location:
             response = redirect(location, 302)
             response.headers["Cache-Control"] = "no-store"
@@ -209,7 +209,7 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
         session["online"] = {"gw": client.gateway_id, "ip": client.ip,
                              "until": st.clock() + HANDOFF_CONTEXT_S}
     args: dict[str, Any] = dict(lang_args())
-    if st.signer.unsign(token):
+    if st.signer.unsign(token, client.ip):
         args["u"] = token
     response = redirect(url_for("splash.welcome", **args), 303)
     response.headers["Cache-Control"] = "no-store"
@@ -223,7 +223,7 @@ def welcome() -> Response:
     client = current_client(st)
     live = client.store.session_for_ip(client.ip) if client.ip else None
     token = request.args.get("u", "")
-    continue_url = safe_continue_url(st.signer.unsign(token), st.own_hosts)
+    continue_url = safe_continue_url(st.signer.unsign(token, client.ip), st.own_hosts)
     html = render_template("welcome.html", online=live is not None,
                            remaining=_remaining(live, st.clock()), continue_url=continue_url,
                            switch=_switch_url(token if continue_url else "", "splash.welcome"))
@@ -267,7 +267,7 @@ def handoff() -> BaseResponse:
     args: dict[str, Any] = dict(lang_args())
     url = params.get("url", "")
     if url:
-        args["u"] = st.signer.sign(url)
+        args["u"] = st.signer.sign(url, ip)
     response = redirect(url_for("splash.index", **args), 303)
     response.headers["Cache-Control"] = "no-store"
     return response

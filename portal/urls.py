@@ -1,10 +1,12 @@
 """The resident's original URL: carried signed through the splash page, offered only if safe.
 
-The interceptor signs the URL it caught (itsdangerous, the portal's secret,
-short lifetime); the splash page never trusts an unsigned one. Even a
-correctly signed URL is offered as "continue" only when it is an absolute
-http(s) address of another site: the Host header it came from is the
-client's own words.
+The interceptor signs the URL it caught together with the client's address
+(itsdangerous, the portal's secret, ten minutes); the splash page never
+trusts an unsigned one, nor one signed for another client: anybody can make
+the interceptor sign any URL (the Host header is the client's own words), so
+a token must not be usable as a link sent to someone else. Even then the URL
+is offered as "continue" only when it is an absolute http(s) address of
+another site.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 MAX_ORIGINAL_URL = 1024
-ORIGINAL_URL_MAX_AGE_S = 30 * 60
+ORIGINAL_URL_MAX_AGE_S = 10 * 60
 _SALT = "parvis-original-url"
 # Letters, digits, dots and dashes: a DNS name (no percent-encoding, no IDN tricks).
 _HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
@@ -28,19 +30,24 @@ class UrlSigner:
     def __init__(self, secret: bytes) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
 
-    def sign(self, url: str) -> str:
-        """The token carried in the splash page's ``u`` parameter."""
-        return self._serializer.dumps(url)
+    def sign(self, url: str, client: str | None) -> str:
+        """The token carried in the splash page's ``u`` parameter, for this client only."""
+        return self._serializer.dumps([client or "", url])
 
-    def unsign(self, token: str | None, max_age_s: int = ORIGINAL_URL_MAX_AGE_S) -> str | None:
-        """The URL inside a valid, fresh token; None for anything else."""
+    def unsign(self, token: str | None, client: str | None,
+               max_age_s: int = ORIGINAL_URL_MAX_AGE_S) -> str | None:
+        """The URL inside a valid, fresh token signed for ``client``; None for anything else."""
         if not token or len(token) > 4 * MAX_ORIGINAL_URL:
             return None
         try:
             value = self._serializer.loads(token, max_age=max_age_s)
         except BadData:
             return None
-        return value if isinstance(value, str) else None
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, str) for v in value) or value[0] != (client or "")):
+            return None
+        url: str = value[1]
+        return url
 
 
 def original_url(host: str, full_path: str) -> str | None:

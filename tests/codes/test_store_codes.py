@@ -140,7 +140,7 @@ def test_failure_counter_and_its_window(store: Store) -> None:
     assert [store.note_code_failure("10.77.0.12", window_s=1) for _ in range(3)] == [1, 2, 3]
     assert store.code_failures("10.77.0.12") == 3
     assert store.code_failures("10.77.0.13") == 0
-    assert 0 < store.client.pttl(Keys.code_failures("10.77.0.12")) <= 1000
+    assert 0 < store.client.pttl(Keys.code_failures(store.keys.gateway_id, "10.77.0.12")) <= 1000
     assert store.note_code_failure("FD77:0::5") == 1
     assert store.code_failures("fd77::5") == 1
     time.sleep(1.2)
@@ -151,9 +151,9 @@ def test_failure_counter_and_its_window(store: Store) -> None:
 
 def test_later_failures_do_not_extend_the_window(store: Store) -> None:
     store.note_code_failure("10.77.0.20", window_s=600)
-    store.client.expire(Keys.code_failures("10.77.0.20"), 100)
+    store.client.expire(Keys.code_failures(store.keys.gateway_id, "10.77.0.20"), 100)
     store.note_code_failure("10.77.0.20", window_s=600)
-    assert store.client.ttl(Keys.code_failures("10.77.0.20")) <= 100
+    assert store.client.ttl(Keys.code_failures(store.keys.gateway_id, "10.77.0.20")) <= 100
 
 
 def test_nonce_is_claimed_once(store: Store) -> None:

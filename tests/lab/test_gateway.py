@@ -506,3 +506,14 @@ def test_netctl_fails_closed_when_redis_is_unreachable(lab: Lab, tmp_path: Path)
     assert result.returncode == 2 and "[redis] url: cannot reach" in result.stderr
     assert not reaches_internet(lab, "c1")
     assert lands_on_portal(lab, "c1", f"http://{WEB4}/")
+
+
+def test_walled_garden_is_open_to_the_web_only(lab: Lab) -> None:
+    garden = lab_topology.GARDEN4
+    # Before login: the garden's web pages (HTTP, HTTPS/QUIC ports) are reachable...
+    assert reaches_internet(lab, "c1", f"http://{garden}/")
+    assert udp_probe(lab, "c1", garden, 443) == "echo"
+    # ...and nothing else on the same address (a shared host must not open wide).
+    assert curl(lab, "c1", f"http://{garden}:8081/", max_time=3).returncode == 7
+    assert udp_probe(lab, "c1", garden, 7777).startswith("refused")
+    assert lab.exec("c1", ["ping", "-c", "1", "-W", "2", garden], check=False).returncode != 0

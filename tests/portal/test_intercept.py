@@ -39,7 +39,9 @@ def test_every_probe_is_redirected_with_the_signed_original_url(
     body = response.get_data(as_text=True)
     assert len(body) < 1024 and "<a href=" in body
     signer = app.extensions["parvis"].signer
-    assert signer.unsign(_u(location)) == f"http://{host}{path}"
+    assert signer.unsign(_u(location), CLIENT_IP) == f"http://{host}{path}"
+    # Bound to the client that was caught: useless as a link sent to someone else.
+    assert signer.unsign(_u(location), "10.77.9.99") is None
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "FOO"])

@@ -29,8 +29,8 @@ FR_BUTTON = "Accepter et me connecter"
 EN_BUTTON = "Accept and connect"
 
 
-def _signed(app: Flask, url: str) -> str:
-    return str(app.extensions["parvis"].signer.sign(url))
+def _signed(app: Flask, url: str, client: str = CLIENT_IP) -> str:
+    return str(app.extensions["parvis"].signer.sign(url, client))
 
 
 def test_splash_is_french_by_default(client: FlaskClient) -> None:

@@ -33,13 +33,24 @@ def test_unsafe_urls_are_refused(url: str) -> None:
 
 def test_signed_url_round_trips_and_tampering_is_refused() -> None:
     signer = UrlSigner(b"k" * 32)
-    token = signer.sign("http://example.com/")
-    assert signer.unsign(token) == "http://example.com/"
-    assert signer.unsign(token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) is None
-    assert UrlSigner(b"x" * 32).unsign(token) is None
-    assert signer.unsign("http://example.com/") is None
-    assert signer.unsign(None) is None
-    assert signer.unsign(token, max_age_s=-1) is None
+    token = signer.sign("http://example.com/", "10.77.2.144")
+    assert signer.unsign(token, "10.77.2.144") == "http://example.com/"
+    assert signer.unsign(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"),
+                         "10.77.2.144") is None
+    assert UrlSigner(b"x" * 32).unsign(token, "10.77.2.144") is None
+    assert signer.unsign("http://example.com/", "10.77.2.144") is None
+    assert signer.unsign(None, "10.77.2.144") is None
+    assert signer.unsign(token, "10.77.2.144", max_age_s=-1) is None
+
+
+def test_a_signed_url_works_only_for_the_client_it_was_signed_for() -> None:
+    # Anyone can make the interceptor sign any URL: the token must not be a link
+    # that works when sent to somebody else (a phishing aid under the town's name).
+    signer = UrlSigner(b"k" * 32)
+    token = signer.sign("http://paypa1-login.example/signin", "10.77.2.145")
+    assert signer.unsign(token, "10.77.2.144") is None
+    assert signer.unsign(token, None) is None
+    assert signer.unsign(token, "10.77.2.145") == "http://paypa1-login.example/signin"
 
 
 def test_original_url_is_length_capped() -> None:
