@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.figures import table, write
 from lab import topology
 from lab.topology import Lab
 from parvis.core.commands import Command, Verb
 from parvis.store import Store, connect
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 def synthetic_client(i: int) -> tuple[ipaddress.IPv4Address, str]:
@@ -196,12 +195,7 @@ def report(f: dict[str, Any]) -> str:
          f"with 0 others: {f['iperf_0_others_bit_s'] / 1e9:.2f} Gbit/s", ""),
         ("  ratio", f"{f['throughput_ratio']:.2f}", "", ">= 0.9"),
     ]
-    width = [max(len(r[i]) for r in rows) for i in range(4)]
-    header = ("measure", "netctl", "baseline (same run)", "target")
-    lines = [" | ".join(h.ljust(w) for h, w in zip(header, width, strict=True))]
-    lines.append("-+-".join("-" * w for w in width))
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, width, strict=True)) for r in rows]
-    return "\n".join(lines)
+    return table(("measure", "netctl", "baseline (same run)", "target"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     figures = run(args.clients, args.name)
     print(report(figures))
-    ARTIFACTS.mkdir(exist_ok=True)
-    out = ARTIFACTS / f"bench-netctl-{args.clients}.json"
-    out.write_text(json.dumps(figures, indent=2))
-    print(f"figures written to {out}")
+    write(f"bench-netctl-{args.clients}", figures)
     return 0
 
 

@@ -37,13 +37,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.figures import table, write
 from bench.netctl_scale import authorise_all, percentile
 from lab import topology
 from lab.topology import Lab
 from parvis.core.commands import Command, Verb
 from parvis.store import Store, connect
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 30
 SETTLE_S = 0.5
@@ -314,13 +314,7 @@ def report(f: dict[str, Any]) -> str:
          f"{c['answered_p99_ms']:.1f} ms", f"command → ack: {base['answered_p50_ms']:.1f} / "
          f"{base['answered_p99_ms']:.1f} ms", ""),
     ]
-    width = [max(len(r[i]) for r in rows) for i in range(4)]
-    header = ("measure", "portal", "baseline (same run)", "target")
-    width = [max(w, len(h)) for w, h in zip(width, header, strict=True)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(header, width, strict=True))]
-    lines.append("-+-".join("-" * w for w in width))
-    lines += [" | ".join(cell.ljust(w) for cell, w in zip(r, width, strict=True)) for r in rows]
-    return "\n".join(lines)
+    return table(("measure", "portal", "baseline (same run)", "target"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,12 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the lab name must start with 'bp'")
     figures = run(args.name, args.clients, args.seconds, args.workers, args.threads)
     print(report(figures))
-    ARTIFACTS.mkdir(exist_ok=True)
     suffix = "" if args.workers is None and args.threads is None else \
         f"-w{args.workers or 'd'}-t{args.threads or 'd'}"
-    out = ARTIFACTS / f"bench-portal{suffix}.json"
-    out.write_text(json.dumps(figures, indent=2))
-    print(f"figures written to {out}")
+    write(f"bench-portal{suffix}", figures)
     return 0
 
 
