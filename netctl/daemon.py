@@ -136,7 +136,8 @@ class Gateway:
         changes = plan(self.sessions.values(), actual, now)
         batch: list[Json] = []
         if rebuild_table:
-            batch += ruleset.build_table(self.config, self.all_blocked, self.all_trusted)
+            batch += ruleset.build_table(self.config, self.all_blocked, self.all_trusted,
+                                         existing_sets=self.nft.set_names())
         batch += ruleset.delete_client_elements(changes.delete)
         batch += ruleset.add_client_elements(changes.add)
         try:

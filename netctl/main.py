@@ -97,7 +97,8 @@ def close_gateway(nft: Nft, config: Config) -> None:
     from netctl import ruleset
 
     nft.apply(ruleset.build_table(
-        config, config.clients.blocked_macs, config.clients.trusted_macs, replace_sets=False))
+        config, config.clients.blocked_macs, config.clients.trusted_macs, replace_sets=False,
+        existing_sets=nft.set_names()))
 
 
 def _close_only(config: Config) -> None:

@@ -74,6 +74,15 @@ class Nft:
                 return True
         return False
 
+    def set_names(self) -> set[str]:
+        """Names of the sets of the ``inet parvis`` table now in the kernel (none if absent)."""
+        names = set()
+        for obj in self.query([{"list": {"sets": {"family": ruleset.FAMILY}}}]):
+            definition = obj.get("set")
+            if definition and definition.get("table") == ruleset.TABLE:
+                names.add(str(definition["name"]))
+        return names
+
     def client_elements(self) -> dict[Element, Counter] | None:
         """Every element of the client sets with its counter; None if the sets are missing.
 

@@ -21,7 +21,8 @@ The shape, for the LAN interface ``lan``:
   else is rejected at once (TCP reset, ICMP admin-prohibited) so devices fail
   fast; to the LAN, only replies to connections that were let out.
 * ``input``: from the LAN the gateway answers DHCP, DNS, the portal, ping and
-  neighbour discovery; everything else is rejected.
+  neighbour discovery; everything else is rejected. Before login, DNS is
+  limited per source address (a resolver is a tunnel otherwise).
 * ``postrouting``: the ``clients*_down`` lookup counts downstream bytes.
 """
 
@@ -51,6 +52,13 @@ GARDEN6 = "garden6"
 GARDEN_NAMES4 = dnsmasq.GARDEN_NAMES4
 GARDEN_NAMES6 = dnsmasq.GARDEN_NAMES6
 GARDEN_NAMES_TIMEOUT_S = 6 * 3600
+# DNS before login is a tunnel (iodine and the like): each unauthorised source
+# gets this many DNS packets a second (with this burst) and no more. A phone
+# joining sends a few dozen at most; a tunnel needs far more.
+DNS_METER4 = "dns_meter4"
+DNS_METER6 = "dns_meter6"
+DNS_RATE_BEFORE_LOGIN = 30
+DNS_BURST_BEFORE_LOGIN = 60
 
 _CLIENT_SET_TYPES: dict[ClientSet, list[str] | str] = {
     ClientSet.UP4: ["ipv4_addr", "ether_addr"],
@@ -95,6 +103,10 @@ def _oif(name: str) -> Json:
 
 def _authorised() -> Json:
     return _match({"&": [_meta("mark"), AUTHORISED_MARK]}, AUTHORISED_MARK)
+
+
+def _not_authorised() -> Json:
+    return _match({"&": [_meta("mark"), AUTHORISED_MARK]}, AUTHORISED_MARK, "!=")
 
 
 def _set_mark() -> Json:
@@ -189,6 +201,13 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
         ],
         "input": [[_iif(lan), {"jump": {"target": "lan_in"}}]],
         "lan_in": [
+            *([_not_authorised(), _match(_meta("l4proto"), {"set": ["tcp", "udp"]}),
+               _match(_payload("th", "dport"), 53),
+               {"set": {"op": "update", "elem": _payload(family, "saddr"), "set": "@" + meter,
+                        "stmt": [{"limit": {"rate": DNS_RATE_BEFORE_LOGIN, "per": "second",
+                                            "burst": DNS_BURST_BEFORE_LOGIN, "inv": True}}]}},
+               DROP]
+              for family, meter in (("ip", DNS_METER4), ("ip6", DNS_METER6))),
             [_match({"ct": {"key": "state"}}, ["established", "related"], "in"), ACCEPT],
             [_match(_payload("udp", "dport"), {"set": [67, 547]}), ACCEPT],  # DHCP, DHCPv6
             [_match(_meta("l4proto"), {"set": ["tcp", "udp"]}),
@@ -239,6 +258,8 @@ def set_definitions() -> list[Json]:
          "timeout": GARDEN_NAMES_TIMEOUT_S},
         {**_set_definition(GARDEN_NAMES6, "ipv6_addr", ["timeout"]),
          "timeout": GARDEN_NAMES_TIMEOUT_S},
+        {**_set_definition(DNS_METER4, "ipv4_addr", ["timeout"]), "timeout": 60},
+        {**_set_definition(DNS_METER6, "ipv6_addr", ["timeout"]), "timeout": 60},
     ]
     return definitions
 
@@ -248,6 +269,7 @@ def build_table(
     blocked_macs: Iterable[str],
     trusted_macs: Iterable[str],
     replace_sets: bool = True,
+    existing_sets: Iterable[str] = (),
 ) -> list[Json]:
     """Commands that create or refresh the whole table, keeping client set elements.
 
@@ -257,9 +279,15 @@ def build_table(
     elements, counters and timeouts survive). With ``replace_sets=False`` the
     static sets only gain the given members (used to close the gateway at once,
     before the run-time lists can be read from Redis).
+
+    ``existing_sets`` names the table's sets already in the kernel: the DNS
+    meters among them are not declared again, because the kernel reports them
+    with a flag (dynamic) that libnftables 1.0.6's JSON cannot express, and an
+    ``add`` whose flags differ from the existing set's is refused.
     """
     commands: list[Json] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
-    commands += [{"add": {"set": d}} for d in set_definitions()]
+    keep = set(existing_sets) & {DNS_METER4, DNS_METER6}
+    commands += [{"add": {"set": d}} for d in set_definitions() if d["name"] not in keep]
     for name, (type_, hook, priority) in _BASE_CHAINS.items():
         commands.append({"add": {"chain": {
             "family": FAMILY, "table": TABLE, "name": name,

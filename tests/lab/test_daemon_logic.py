@@ -44,6 +44,9 @@ class RecordingNft:
     def table_exists(self) -> bool:
         return True
 
+    def set_names(self) -> set[str]:
+        return set()
+
     def client_elements(self) -> dict[Element, Counter]:
         return dict(self.present)
 
