@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import re
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -121,6 +123,12 @@ class Keys:
         """STRING counter of a client address's wrong codes on one gateway, expiring with
         its window (per gateway: towns reuse the same private addressing everywhere)."""
         return f"parvis:codes:failures:{gateway_id}:{client_ip}"
+
+    @staticmethod
+    def handoff_context(context_id: str) -> str:
+        """STRING JSON {gw, ip} naming a handed-off client at the central portal; the
+        browser holds only the id, and the key goes at acceptance or after its TTL."""
+        return f"parvis:handoff:context:{context_id}"
 
     @staticmethod
     def handoff_nonce(nonce: str) -> str:
@@ -558,6 +566,36 @@ class Store:
             raise ValueError(f"ttl_s must be at least 1, got {ttl_s}")
         return bool(self.client.set(Keys.handoff_nonce(nonce), "1", nx=True, ex=ttl_s))
 
+
+    # --- hand-off contexts (central portal) ----------------------------------------------
+
+    @_redis_errors
+    def save_handoff_context(self, gateway_id: str, ip: str, ttl_s: int,
+                             accepted: bool = False) -> str:
+        """Remember a verified hand-off (or, ``accepted``, one already used to accept);
+        returns the id the browser's cookie carries."""
+        context_id = secrets.token_urlsafe(24)
+        self.client.set(Keys.handoff_context(context_id),
+                        json.dumps({"gw": gateway_id, "ip": ip, "accepted": accepted}),
+                        ex=ttl_s)
+        return context_id
+
+    @_redis_errors
+    def handoff_context(self, context_id: str) -> dict[str, str] | None:
+        """The hand-off a browser's id names, if it is still valid."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", context_id or ""):
+            return None
+        text = self.client.get(Keys.handoff_context(context_id))
+        if not text:
+            return None
+        context = json.loads(text)
+        return context if isinstance(context, dict) else None
+
+    @_redis_errors
+    def drop_handoff_context(self, context_id: str) -> None:
+        """Forget a hand-off (at acceptance: a copied cookie cannot accept again)."""
+        if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", context_id or ""):
+            self.client.delete(Keys.handoff_context(context_id))
 
 def new_consumer_name() -> str:
     """A consumer name for this netctl: stable per host so a restart reclaims its pending work."""

@@ -55,16 +55,26 @@ class Client:
     store: Store
     gateway_id: str
     via_handoff: bool = False
+    context_id: str = ""
+    accepted: bool = False  # a hand-off context already used to accept: read-only
 
 
 def current_client(st: PortalState) -> Client:
-    """The requesting client: a live hand-off context, else the connection's address."""
+    """The requesting client: a live hand-off context, else the connection's address.
+
+    The hand-off context lives in Redis; the cookie holds only its id, so a copy
+    of the cookie is worth nothing once the resident has accepted.
+    """
     for key in ("handoff", "online"):
-        context = session.get(key)
-        if (isinstance(context, dict) and float(context.get("until", 0)) > st.clock()
-                and isinstance(context.get("gw"), str) and isinstance(context.get("ip"), str)):
+        context_id = session.get(key)
+        if not isinstance(context_id, str):
+            continue
+        context = st.store.handoff_context(context_id)
+        if (context is not None and isinstance(context.get("gw"), str)
+                and isinstance(context.get("ip"), str)):
             return Client(ip=context["ip"], store=st.store_for(context["gw"]),
-                          gateway_id=context["gw"], via_handoff=True)
+                          gateway_id=context["gw"], via_handoff=True,
+                          context_id=context_id, accepted=bool(context.get("accepted")))
     return Client(ip=client_ipv4(request.remote_addr), store=st.store,
                   gateway_id=st.config.gateway.id)
 
@@ -182,6 +192,9 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
                code_batch: str = "", timeout_s: int | None = None) -> BaseResponse:
     """Send authorize and wait for netctl's acknowledgement; only then a fresh session."""
     assert client.ip is not None
+    if client.accepted:
+        # Already accepted through this hand-off: nothing more to send.
+        return redirect(url_for("splash.welcome", **lang_args()), 303)
     command = Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address(client.ip), by="portal",
                       terms_version=terms_version,
                       via="handoff" if client.via_handoff and via == "accept" else via,
@@ -206,8 +219,10 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
     # A fresh session: nothing from before acceptance (CSRF token, hand-off) survives it.
     session.clear()
     if client.via_handoff:
-        session["online"] = {"gw": client.gateway_id, "ip": client.ip,
-                             "until": st.clock() + HANDOFF_CONTEXT_S}
+        # The accepting context is spent; a read-only one shows the confirmation.
+        st.store.drop_handoff_context(client.context_id)
+        session["online"] = st.store.save_handoff_context(
+            client.gateway_id, client.ip, HANDOFF_CONTEXT_S, accepted=True)
     args: dict[str, Any] = dict(lang_args())
     if st.signer.unsign(token, client.ip):
         args["u"] = token
@@ -263,7 +278,7 @@ def handoff() -> BaseResponse:
         log.info("hand-off refused: reason=replayed gateway=%s", gateway_id)
         return render_error(400, "handoff")
     session.clear()
-    session["handoff"] = {"gw": gateway_id, "ip": ip, "until": now + HANDOFF_CONTEXT_S}
+    session["handoff"] = st.store.save_handoff_context(gateway_id, ip, HANDOFF_CONTEXT_S)
     args: dict[str, Any] = dict(lang_args())
     url = params.get("url", "")
     if url:

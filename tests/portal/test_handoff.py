@@ -123,3 +123,26 @@ def test_token_without_client_address_is_refused(central: FlaskClient) -> None:
 
 def test_handoff_disabled_without_secret(client: FlaskClient) -> None:
     assert client.get(f"/handoff?h={_token()}").status_code == 404
+
+
+def test_a_copied_cookie_cannot_accept_again(
+        central: FlaskClient, netctl: FakeNetctl, store: Store) -> None:
+    response = central.get(f"/handoff?h={_token()}")
+    page = central.get(response.headers["Location"]).get_data(as_text=True)
+    # Somebody copies the browser's cookie before the resident accepts.
+    cookie = central.get_cookie("parvis_session", domain="portail.parvis.test")
+    assert cookie is not None
+    copied = cookie.value
+    # The cookie names the hand-off, it does not carry it: no address inside.
+    assert CLIENT_IP not in copied
+    assert central.post("/accepter", data={"csrf_token": _csrf(page)}).status_code == 303
+    sent = len(netctl.seen)
+    # The copy, replayed from elsewhere, no longer names a hand-off that may accept.
+    thief = https_client(central.application, remote_addr="203.0.113.99")
+    thief.set_cookie("parvis_session", copied, domain="portail.parvis.test")
+    replay_page = thief.get("/").get_data(as_text=True)
+    token = _csrf(replay_page)
+    thief.post("/accepter", data={"csrf_token": token})
+    assert len(netctl.seen) == sent, "the copied cookie authorised the client again"
+    assert not [k for k in store.client.scan_iter("parvis:handoff:context:*")
+                if store.client.get(k) and '"accepted": false' in store.client.get(k)]
