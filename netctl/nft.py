@@ -110,14 +110,3 @@ class Nft:
                 # Forget elements that are gone, so the cache cannot grow without bound.
                 self._decoded[client_set] = {k: decoded[k] for k in raw}
         return readings
-
-    def ruleset_text(self) -> str:
-        """The table as nft prints it (for diagnostics)."""
-        self._nft.set_json_output(False)
-        try:
-            rc, output, _ = self._nft.cmd(f"list table {ruleset.FAMILY} {ruleset.TABLE}")
-        finally:
-            self._nft.set_json_output(True)
-        return str(output) if rc == 0 else ""
-
-

@@ -15,7 +15,6 @@ from typing import Any
 from scapy.config import conf
 
 conf.verb = 0
-conf.ipv6_enabled = True
 
 from scapy.layers.dhcp import BOOTP, DHCP  # noqa: E402 - after the verbosity setting
 from scapy.layers.l2 import ARP, Ether  # noqa: E402
