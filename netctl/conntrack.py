@@ -46,11 +46,11 @@ def cut_now(addresses: Iterable[str], binary: str = "conntrack") -> int:
 class ConnectionCutter:
     """Runs :func:`cut_now` for queued addresses in a background thread."""
 
-    def __init__(self, authorised: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, authorised: Callable[[list[str]], set[str]] | None = None) -> None:
         self.binary = shutil.which("conntrack") or "conntrack"
-        # Asked just before each cut: an address authorised again since it was
-        # queued keeps its (new) connections.
-        self.authorised = authorised or (lambda address: False)
+        # Asked just before each cut, once per batch: addresses authorised again
+        # since they were queued keep their (new) connections.
+        self.authorised = authorised or (lambda addresses: set())
         self._queue: queue.SimpleQueue[list[str] | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="conntrack-cutter", daemon=True)
 
@@ -84,4 +84,5 @@ class ConnectionCutter:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            cut_now([a for a in item if not self.authorised(a)], self.binary)
+            held = self.authorised(item)
+            cut_now([a for a in item if a not in held], self.binary)

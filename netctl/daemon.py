@@ -159,11 +159,14 @@ class Gateway:
         self.cut_connections([a for s, _ in ended.values() for a in (s.ipv4, *s.ipv6)])
         return len(actual) - len(changes.delete), len(changes.add), len(changes.delete)
 
-    def holds_address(self, address: str) -> bool:
-        """True when a live session holds this IPv4 or IPv6 address (any thread may ask)."""
-        if address in self.mac_by_ipv4:
-            return True
-        return any(address in s.ipv6 for s in list(self.sessions.values()) if s.ipv6)
+    def held_addresses(self, addresses: list[str]) -> set[str]:
+        """Those of ``addresses`` that a live session holds (any thread may ask)."""
+        held = {a for a in addresses if a in self.mac_by_ipv4}
+        if any(":" in a for a in addresses):
+            # One pass over the sessions for the whole batch, not one per address.
+            ipv6 = {a for s in list(self.sessions.values()) for a in s.ipv6}
+            held |= {a for a in addresses if a in ipv6}
+        return held
 
     def _forget_recreated(self, elements: Iterable[Element]) -> list[Session]:
         """Sessions whose elements were (re-)created at zero forget their last readings."""

@@ -157,7 +157,7 @@ def _serve(config: Config) -> int:
     cutter = ConnectionCutter()
     gateway = Gateway(config, store, nft, probe_macs=lambda ips: arp_probe(lan, ips),
                       cut_connections=cutter.cut)
-    cutter.authorised = gateway.holds_address
+    cutter.authorised = gateway.held_addresses
     cutter.start()
     try:
         gateway.start()

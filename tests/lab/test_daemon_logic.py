@@ -212,6 +212,8 @@ def test_a_new_address_for_the_same_device_keeps_its_session(
     assert found is not None and found.mac == mac
     assert store.session_for_ip("10.77.9.6") is None
     assert store.client.hgetall(store.keys.sessions_by_ip) == {"10.77.9.66": mac}
+    # What the connection cutter asks before cutting: the new address is held again.
+    assert daemon.held_addresses(["10.77.9.66", "10.77.9.6", "fd77::9:6"]) == {"10.77.9.66"}
 
 
 def test_a_failed_redis_write_is_replayed_after_reloading_state(
