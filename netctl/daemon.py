@@ -431,19 +431,15 @@ class Gateway:
     def _commit(self, change: Change, now: float) -> None:
         """The kernel accepted the batch: make the in-memory state follow."""
         for mac, session in change.sessions.items():
-            old = self.sessions.pop(mac, None)
-            if old is not None and self.mac_by_ipv4.get(old.ipv4) == mac:
-                del self.mac_by_ipv4[old.ipv4]
+            self._drop_session(mac)
             if session is not None:
                 self.sessions[mac] = session
                 self.mac_by_ipv4[session.ipv4] = mac
                 log.info("session started mac=%s ip=%s expires_in_s=%d by=%s", mac,
                          session.ipv4, round(session.expires_at - now),
                          session.authorized_by or "-")
-        for mac, (session, reason) in change.ended.items():
-            log.info("session ended mac=%s ip=%s reason=%s duration_s=%d bytes_up=%d "
-                     "bytes_down=%d", mac, session.ipv4, reason.value,
-                     round(now - session.started_at), session.bytes_up, session.bytes_down)
+        for session, reason in change.ended.values():
+            _log_ended(session, reason, now)
         for mac, present in change.blocked.items():
             (self.blocked.add if present else self.blocked.discard)(mac)
             log.info("device %s mac=%s", "blocked" if present else "unblocked", mac)
@@ -475,19 +471,21 @@ class Gateway:
 
     # --- sweep ---------------------------------------------------------------------------------
 
+    def _drop_session(self, mac: str) -> Session | None:
+        """Forget a session in memory, keeping the address index in step."""
+        session = self.sessions.pop(mac, None)
+        if session is not None and self.mac_by_ipv4.get(session.ipv4) == mac:
+            del self.mac_by_ipv4[session.ipv4]
+        return session
+
     def _end_due(self, now: float) -> dict[str, tuple[Session, EndReason]]:
         ended: dict[str, tuple[Session, EndReason]] = {}
         for mac, session in list(self.sessions.items()):
             reason = end_reason_due(session, now)
             if reason is not None:
                 ended[mac] = (session, reason)
-                del self.sessions[mac]
-                if self.mac_by_ipv4.get(session.ipv4) == mac:
-                    del self.mac_by_ipv4[session.ipv4]
-        for mac, (session, reason) in ended.items():
-            log.info("session ended mac=%s ip=%s reason=%s duration_s=%d bytes_up=%d "
-                     "bytes_down=%d", mac, session.ipv4, reason.value,
-                     round(now - session.started_at), session.bytes_up, session.bytes_down)
+                self._drop_session(mac)
+                _log_ended(session, reason, now)
         return ended
 
     def sweep(self) -> None:
@@ -656,3 +654,9 @@ def _entry_time(entry_id: str) -> float:
         return int(entry_id.split("-", 1)[0]) / 1000
     except ValueError:
         return float("inf")  # not a real entry id: treat as fresh
+
+
+def _log_ended(session: Session, reason: EndReason, now: float) -> None:
+    log.info("session ended mac=%s ip=%s reason=%s duration_s=%d bytes_up=%d bytes_down=%d",
+             session.mac, session.ipv4, reason.value, round(now - session.started_at),
+             session.bytes_up, session.bytes_down)

@@ -152,13 +152,21 @@ def index() -> BaseResponse:
     return _render_splash(st, client)
 
 
+def _form_client(st: PortalState) -> Client | BaseResponse:
+    """The client posting a form, or the page telling an IPv6-only client to use IPv4."""
+    client = current_client(st)
+    if client.ip is None:
+        return render_error(400, "ipv4_only")
+    return client
+
+
 @bp.post("/accepter")
 def accept() -> BaseResponse:
     """Accept the terms: authorise this client, then 303 to the confirmation page."""
     st = state()
-    client = current_client(st)
-    if client.ip is None:
-        return render_error(400, "ipv4_only")
+    client = _form_client(st)
+    if not isinstance(client, Client):
+        return client
     version = _terms(st).version
     return _authorize(st, client, via="accept", terms_version=version)
 
@@ -167,9 +175,10 @@ def accept() -> BaseResponse:
 def code() -> BaseResponse:
     """Redeem an access code; wrong guesses are counted and throttled per client."""
     st = state()
-    client = current_client(st)
-    if client.ip is None:
-        return render_error(400, "ipv4_only")
+    client = _form_client(st)
+    if not isinstance(client, Client):
+        return client
+    assert client.ip is not None
     codes = client.store
     if codes.code_failures(client.ip) >= st.config.portal.code_attempts:
         return render_error(429, "too_many_codes", minutes=CODE_WINDOW_MIN)

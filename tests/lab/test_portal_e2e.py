@@ -572,6 +572,16 @@ def probe_answers_open(lab: Lab, node: str) -> bool:
                     timeout=1.0, interval=0.1) is not None
 
 
+def assert_confirmed_and_online(lab: Lab, seen: dict[str, Any], i: int) -> None:
+    """The browser ended on the French confirmation page and client i is really online."""
+    done = page(seen, "confirmation")
+    assert done["url"].startswith(PORTAL_PREFIX + "bienvenue"), done
+    assert done["status"] == 200 and done["lang"] == "fr", done
+    assert "Vous êtes connecté·e" in done["text"], done
+    assert in_client_set(lab, i)
+    assert probe_answers_open(lab, f"c{i}"), f"the probe from c{i} did not answer as open"
+
+
 def test_headless_chromium_lands_on_the_splash_and_accepts(lab: Lab, tmp_path: Path) -> None:
     assert not in_client_set(lab, 1)
     seen = run_browser(lab, "c1", "accept", tmp_path)
@@ -592,12 +602,7 @@ def test_headless_chromium_lands_on_the_splash_and_accepts(lab: Lab, tmp_path: P
     assert page(seen, "splash-fr-again")["lang"] == "fr"
     assert seen["accept_label_fr_again"] == ACCEPT_FR, seen
     # Accepted (in French): the confirmation page, and the client is online.
-    done = page(seen, "confirmation")
-    assert done["url"].startswith(PORTAL_PREFIX + "bienvenue"), done
-    assert done["status"] == 200 and done["lang"] == "fr", done
-    assert "Vous êtes connecté·e" in done["text"], done
-    assert in_client_set(lab, 1)
-    assert probe_answers_open(lab, "c1"), "the probe did not answer as open after accepting"
+    assert_confirmed_and_online(lab, seen, 1)
     assert_screenshots(seen, "accept-1-splash-fr.png", "accept-2-splash-fr-900x572.png",
                        "accept-3-splash-fr-360x740.png", "accept-4-splash-en.png",
                        "accept-5-confirmation.png")
@@ -627,12 +632,7 @@ def test_headless_chromium_gets_online_with_an_access_code(lab: Lab, tmp_path: P
     assert [s["to"] for s in seen["switches"] if s["ok"]] == ["en", "fr"], seen["switches"]
     assert seen["accept_label_fr_again"] == ACCEPT_FR, seen
     # The right code (typed on the French page): the confirmation, and online.
-    done = page(seen, "confirmation")
-    assert done["url"].startswith(PORTAL_PREFIX + "bienvenue"), done
-    assert done["status"] == 200 and done["lang"] == "fr", done
-    assert "Vous êtes connecté·e" in done["text"], done
-    assert in_client_set(lab, 2)
-    assert probe_answers_open(lab, "c2"), "the probe did not answer as open after the code"
+    assert_confirmed_and_online(lab, seen, 2)
     assert not in_client_set(lab, 1), "the code let the wrong client online"
     assert page(seen, "not-found")["status"] == 404
     assert_screenshots(seen, "code-1-splash-fr.png", "code-2-wrong-code-fr.png",
