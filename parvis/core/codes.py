@@ -38,6 +38,8 @@ MAX_USES = 10_000
 MIN_SESSION_S = 60
 MAX_SESSION_S = 7 * 86400
 MAX_NOTE_CHARS = 200
+# A plan name as the authorize command carries it (parvis.core.commands: 64 at most).
+MAX_PLAN_CHARS = 64
 # A code's key outlives its batch's validity by a day so that a late resident
 # hears "expired" rather than "unknown"; the batch itself stays listable for 30 days.
 CODE_KEY_GRACE_S = 86400
@@ -63,6 +65,7 @@ class Redemption:
     reason: str = ""  # "unknown" | "expired" | "used-up" | "revoked"
     batch: str = ""
     session_s: int | None = None
+    plan: str = ""  # the batch's plan; "" = the gateway's default plan
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class CodeBatch:
     redemptions: int = 0  # successful redemptions over all codes
     codes_used_up: int = 0  # codes with no use left
     revoked: bool = False
+    plan: str = ""  # the plan its sessions get ([plans] in the config); "" = the default
 
     @property
     def codes_left(self) -> int:
@@ -144,8 +148,12 @@ def is_batch_id(text: str) -> bool:
 
 
 def check_batch_request(count: int, valid_for_s: int, uses: int, session_s: int | None,
-                        note: str) -> None:
-    """Raise ValueError naming the first argument of a new batch that is out of range."""
+                        note: str, plan: str = "") -> None:
+    """Raise ValueError naming the first argument of a new batch that is out of range.
+
+    Only the plan's form is checked here; whether the configuration knows it is
+    parvisctl's check (the store does not read the configuration).
+    """
     if not 1 <= count <= MAX_CODES_PER_BATCH:
         raise ValueError(f"count must be from 1 to {MAX_CODES_PER_BATCH}, got {count}")
     if not MIN_VALID_FOR_S <= valid_for_s <= MAX_VALID_FOR_S:
@@ -158,6 +166,9 @@ def check_batch_request(count: int, valid_for_s: int, uses: int, session_s: int 
                          f"{MAX_SESSION_S} s (7d), got {session_s} s")
     if len(note) > MAX_NOTE_CHARS or not note.isprintable():
         raise ValueError(f"note must be at most {MAX_NOTE_CHARS} printable characters")
+    if len(plan) > MAX_PLAN_CHARS or not plan.isprintable() or plan != plan.strip():
+        raise ValueError(f"plan must be a name of at most {MAX_PLAN_CHARS} printable "
+                         f"characters, got {plan!r}")
 
 
 def parse_duration(text: str) -> int:

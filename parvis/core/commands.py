@@ -31,11 +31,16 @@ class Verb(StrEnum):
     UNBLOCK = "unblock"
     TRUST = "trust"
     UNTRUST = "untrust"
+    RATE = "rate"  # change a live session's rates
+    EXTEND = "extend"  # push a live session's hard timeout back
 
 
 # Which address arguments each verb takes: (needs ip, needs mac); "either" for deauthorize.
 _MAC_ONLY = {Verb.BLOCK, Verb.UNBLOCK, Verb.TRUST, Verb.UNTRUST}
-_KNOWN_FIELDS = {"verb", "ip", "mac", "timeout_s", "by", "terms_version", "via", "code_batch"}
+_KNOWN_FIELDS = {"verb", "ip", "mac", "timeout_s", "by", "terms_version", "via", "code_batch",
+                 "plan", "down_bps", "up_bps", "extend_s"}
+_TARGETS_SESSION = {Verb.DEAUTHORIZE, Verb.RATE, Verb.EXTEND}  # by its ip or mac
+MAX_RATE_BPS = 100 * 10**9
 _VIAS = {"", "accept", "code", "admin", "handoff"}
 
 
@@ -56,6 +61,13 @@ class Command:
     terms_version: str = ""
     via: str = ""
     code_batch: str = ""
+    # authorize: the plan granted ("" = the default plan).
+    plan: str = ""
+    # rate: new rates in bits/s (0 = not shaped; None = unchanged).
+    down_bps: int | None = None
+    up_bps: int | None = None
+    # extend: seconds added to the session's hard timeout.
+    extend_s: int | None = None
 
     def to_json(self) -> str:
         """The wire form, as :func:`parse_command` reads it."""
@@ -66,8 +78,11 @@ class Command:
             body["mac"] = self.mac
         if self.timeout_s is not None:
             body["timeout_s"] = self.timeout_s
-        for name in ("by", "terms_version", "via", "code_batch"):
+        for name in ("by", "terms_version", "via", "code_batch", "plan"):
             if getattr(self, name):
+                body[name] = getattr(self, name)
+        for name in ("down_bps", "up_bps", "extend_s"):
+            if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         return json.dumps(body, separators=(",", ":"))
 
@@ -105,8 +120,11 @@ def parse_command(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Command:
     ip = _optional(body, "ip", _parse_ipv4)
     mac = _optional(body, "mac", parse_mac)
     timeout_s = _optional(body, "timeout_s", _parse_timeout)
+    extend_s = _optional(body, "extend_s", _parse_timeout)
+    down_bps = _optional(body, "down_bps", _parse_rate)
+    up_bps = _optional(body, "up_bps", _parse_rate)
     texts = {}
-    for name in ("by", "terms_version", "code_batch"):
+    for name in ("by", "terms_version", "code_batch", "plan"):
         value = body.get(name, "")
         if not isinstance(value, str) or len(value) > 64:
             raise CommandError(f"field {name!r} must be a string of at most 64 characters")
@@ -123,16 +141,27 @@ def parse_command(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Command:
     elif verb is Verb.AUTHORIZE:
         if ip is None:
             raise CommandError("authorize needs an 'ip' (IPv4 address of the client)")
-    elif verb is Verb.DEAUTHORIZE:
+    elif verb in _TARGETS_SESSION:
         if ip is None and mac is None:
-            raise CommandError("deauthorize needs an 'ip' or a 'mac'")
+            raise CommandError(f"{verb.value} needs an 'ip' or a 'mac'")
         if timeout_s is not None:
-            raise CommandError("deauthorize takes no 'timeout_s'")
-    if verb is not Verb.AUTHORIZE and (texts["terms_version"] or via or texts["code_batch"]):
-        raise CommandError(f"{verb.value} takes no 'terms_version', 'via' or 'code_batch'")
+            raise CommandError(f"{verb.value} takes no 'timeout_s'")
+    if verb is Verb.RATE and down_bps is None and up_bps is None:
+        raise CommandError("rate needs 'down_bps', 'up_bps' or both")
+    if verb is not Verb.RATE and (down_bps is not None or up_bps is not None):
+        raise CommandError(f"{verb.value} takes no 'down_bps' or 'up_bps'")
+    if verb is Verb.EXTEND and extend_s is None:
+        raise CommandError("extend needs 'extend_s'")
+    if verb is not Verb.EXTEND and extend_s is not None:
+        raise CommandError(f"{verb.value} takes no 'extend_s'")
+    if verb is not Verb.AUTHORIZE and (texts["terms_version"] or via or texts["code_batch"]
+                                       or texts["plan"]):
+        raise CommandError(f"{verb.value} takes no 'terms_version', 'via', 'code_batch' "
+                           "or 'plan'")
     return Command(verb=verb, ip=ip, mac=mac, timeout_s=timeout_s, by=texts["by"],
                    terms_version=texts["terms_version"], via=via,
-                   code_batch=texts["code_batch"])
+                   code_batch=texts["code_batch"], plan=texts["plan"], down_bps=down_bps,
+                   up_bps=up_bps, extend_s=extend_s)
 
 
 def _field_text(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> str:
@@ -169,6 +198,14 @@ def _parse_timeout(value: object) -> int:
         raise ValueError(f"{value!r} is not a whole number of seconds")
     if not 1 <= value <= MAX_TIMEOUT_S:
         raise ValueError(f"{value} is not between 1 and {MAX_TIMEOUT_S} seconds")
+    return value
+
+
+def _parse_rate(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not a whole number of bits per second")
+    if not 0 <= value <= MAX_RATE_BPS:
+        raise ValueError(f"{value} is not between 0 and {MAX_RATE_BPS} bits/s")
     return value
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from parvis.core.addresses import AddressError, parse_mac
+from parvis.core.units import parse_rate, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/parvis/parvis.toml")
 
@@ -43,6 +45,12 @@ class GatewayConfig:
     lan_interface: str
     wan_interface: str
     masquerade: bool = True
+    # The town's time zone (IANA name): quota days start at its midnight and the
+    # portal shows times in it. None = the host's own zone.
+    timezone: str | None = None
+    # dnsmasq's lease file: a session whose DHCP lease is released or expires ends.
+    # None = no lease tracking.
+    dhcp_leases_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,46 @@ class RedisConfig:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """The default session policy (plans refine it in a later release)."""
+    """Session defaults: what a plan does not say, and which plan click-through gets."""
 
     hard_timeout_s: int = 4 * 3600
     idle_timeout_s: int = 20 * 60
+    # The plan for residents who accept the terms (and codes without a plan).
+    default_plan: str = "default"
+    # What idle means for a device that still answers ARP: "keep" (it is still
+    # there, its idle clock restarts) or "end" (no traffic is enough to end it).
+    idle_when_present: str = "keep"
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """A named policy: rates, session limits, daily data quota."""
+
+    name: str
+    down_bps: int = 0  # 0 = not shaped
+    up_bps: int = 0
+    hard_timeout_s: int = 4 * 3600
+    idle_timeout_s: int = 20 * 60
+    daily_quota_bytes: int = 0  # 0 = no quota
+
+
+@dataclass(frozen=True)
+class ShapingConfig:
+    """The gateway's own uplink, shared fairly among active clients when capped."""
+
+    uplink_down_bps: int = 0  # 0 = no cap
+    uplink_up_bps: int = 0
+
+
+@dataclass(frozen=True)
+class AccountingConfig:
+    """RADIUS-style accounting records (start, interim, stop) and their spool."""
+
+    interim_interval_s: int = 60
+    # Records not yet confirmed in Redis wait here (written before they are sent).
+    spool_dir: Path = Path("/var/lib/parvis/spool")
+    # Raw records (they hold MAC and IP addresses) are trimmed after this many days.
+    retention_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -130,6 +174,13 @@ class Config:
     walled_garden: WalledGardenConfig = field(default_factory=WalledGardenConfig)
     clients: ClientsConfig = field(default_factory=ClientsConfig)
     netctl: NetctlConfig = field(default_factory=NetctlConfig)
+    plans: Mapping[str, PlanConfig] = field(default_factory=dict)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
+    accounting: AccountingConfig = field(default_factory=AccountingConfig)
+
+    def plan(self, name: str | None = None) -> PlanConfig:
+        """The plan called ``name`` (the default plan for None or ""); KeyError if unknown."""
+        return self.plans[name or self.session.default_plan]
 
 
 T = TypeVar("T")
@@ -231,7 +282,8 @@ def load_config(path: Path | str) -> Config:
 def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Config:
     """Validate an already-decoded TOML document; raise ConfigError on the first problem."""
     path = Path(path)
-    sections = {"gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl"}
+    sections = {"gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl",
+                "plans", "shaping", "accounting"}
     for name in sorted(data):
         if name not in sections:
             raise ConfigError(config_problem(path, name, "", "unknown section",
@@ -249,17 +301,26 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
         assert isinstance(value, dict)
         return value
 
+    session = _session(_Section(path, "session", table("session"),
+                                {"hard_timeout_s", "idle_timeout_s", "default_plan",
+                                 "idle_when_present"}))
+    plans = _plans(path, table("plans"), session)
     return Config(
         path=path,
         gateway=_gateway(_Section(path, "gateway", table("gateway"),
-                                  {"id", "lan_interface", "wan_interface", "masquerade"})),
+                                  {"id", "lan_interface", "wan_interface", "masquerade",
+                                   "timezone", "dhcp_leases_file"})),
         portal=_portal(_Section(path, "portal", table("portal"), {
             "address", "address6", "http_port", "https_port", "hostname", "poster_hostname",
             "certificate", "private_key", "secret_key_file", "content_dir", "venue_info_url",
             "ack_timeout_s", "code_attempts", "remote_url", "handoff_secret_file"})),
         redis=_redis(_Section(path, "redis", table("redis"), {"url", "timeout_s"})),
-        session=_session(_Section(path, "session", table("session"),
-                                  {"hard_timeout_s", "idle_timeout_s"})),
+        session=session,
+        plans=plans,
+        shaping=_shaping(_Section(path, "shaping", table("shaping"),
+                                  {"uplink_down", "uplink_up"})),
+        accounting=_accounting(_Section(path, "accounting", table("accounting"),
+                                        {"interim_interval_s", "spool_dir", "retention_days"})),
         walled_garden=_walled_garden(_Section(path, "walled_garden", table("walled_garden"),
                                               {"cidrs", "names"})),
         clients=_clients(_Section(path, "clients", table("clients"),
@@ -287,11 +348,20 @@ def _gateway(s: _Section) -> GatewayConfig:
     if lan == wan:
         raise s.fail("wan_interface", f"{wan!r} is also the LAN interface",
                      "an interface other than lan_interface")
+    timezone = s.get("timezone", str, "an IANA time zone (e.g. \"America/Toronto\")", None)
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise s.fail("timezone", f"{timezone!r} is not a known time zone",
+                         "an IANA time zone (e.g. \"America/Toronto\")") from None
     return GatewayConfig(
         id=gateway_id,
         lan_interface=lan,
         wan_interface=wan,
         masquerade=s.get("masquerade", bool, "true or false", True),
+        timezone=timezone,
+        dhcp_leases_file=_path(s, "dhcp_leases_file", None),
     )
 
 
@@ -374,7 +444,82 @@ def _session(s: _Section) -> SessionConfig:
                         integer=True))
     idle = int(s.number("idle_timeout_s", SessionConfig.idle_timeout_s, 0, 7 * 86400,
                         integer=True))
-    return SessionConfig(hard_timeout_s=hard, idle_timeout_s=idle)
+    default_plan = s.get("default_plan", str, "the name of a [plans.NAME] table",
+                         SessionConfig.default_plan)
+    presence = s.get("idle_when_present", str, "\"keep\" or \"end\"", "keep")
+    if presence not in ("keep", "end"):
+        raise s.fail("idle_when_present", f"{presence!r} is not a choice", "\"keep\" or \"end\"")
+    return SessionConfig(hard_timeout_s=hard, idle_timeout_s=idle, default_plan=default_plan,
+                         idle_when_present=presence)
+
+
+RATE_EXPECTED = "a rate such as \"10M\" (bits/s; 0 = not shaped)"
+_PLAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_PLAN_KEYS = {"down", "up", "hard_timeout_s", "idle_timeout_s", "daily_quota"}
+
+
+def _plans(path: Path, table: Mapping[str, Any], session: SessionConfig) -> dict[str, PlanConfig]:
+    """``[plans.NAME]`` tables; without any, one plan named by default_plan from [session]."""
+    plans: dict[str, PlanConfig] = {}
+    for name, body in table.items():
+        where = f"plans.{name}"
+        if not _PLAN_NAME_RE.match(name):
+            raise ConfigError(config_problem(path, where, "", "not a valid plan name",
+                                             "1 to 32 lower-case letters, digits, - or _"))
+        if not isinstance(body, dict):
+            raise ConfigError(config_problem(path, where, "", f"is a {_toml_type(body)}",
+                                             f"a table ([{where}])"))
+        s = _Section(path, where, body, _PLAN_KEYS)
+        plans[name] = PlanConfig(
+            name=name,
+            down_bps=_amount(s, "down", parse_rate, RATE_EXPECTED),
+            up_bps=_amount(s, "up", parse_rate, RATE_EXPECTED),
+            hard_timeout_s=int(s.number("hard_timeout_s", session.hard_timeout_s, 60, 7 * 86400,
+                                        integer=True)),
+            idle_timeout_s=int(s.number("idle_timeout_s", session.idle_timeout_s, 0, 7 * 86400,
+                                        integer=True)),
+            daily_quota_bytes=_amount(s, "daily_quota", parse_size,
+                                      "a size such as \"2G\" (bytes; 0 = no quota)"),
+        )
+    if not plans:
+        plans[session.default_plan] = PlanConfig(
+            name=session.default_plan, hard_timeout_s=session.hard_timeout_s,
+            idle_timeout_s=session.idle_timeout_s)
+    if session.default_plan not in plans:
+        raise ConfigError(config_problem(
+            path, "session", "default_plan", f"{session.default_plan!r} is not a plan",
+            f"one of {', '.join(sorted(plans))}"))
+    return plans
+
+
+def _amount(s: _Section, key: str, parse: Callable[[str | int], int], expected: str) -> int:
+    if key not in s.table:
+        return 0
+    value = s.table[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise s.fail(key, f"wrong type (got {_toml_type(value)} {value!r})", expected)
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise s.fail(key, str(error), expected) from None
+
+
+def _shaping(s: _Section) -> ShapingConfig:
+    return ShapingConfig(
+        uplink_down_bps=_amount(s, "uplink_down", parse_rate,
+                                "a rate such as \"100M\" (bits/s; 0 = no cap)"),
+        uplink_up_bps=_amount(s, "uplink_up", parse_rate,
+                              "a rate such as \"20M\" (bits/s; 0 = no cap)"),
+    )
+
+
+def _accounting(s: _Section) -> AccountingConfig:
+    defaults = AccountingConfig()
+    return AccountingConfig(
+        interim_interval_s=int(s.number("interim_interval_s", 60, 1, 86400, integer=True)),
+        spool_dir=_path(s, "spool_dir", defaults.spool_dir) or defaults.spool_dir,
+        retention_days=int(s.number("retention_days", 30, 1, 3660, integer=True)),
+    )
 
 
 def _walled_garden(s: _Section) -> WalledGardenConfig:

@@ -22,6 +22,9 @@ class EndReason(StrEnum):
     SESSION_TIMEOUT = "Session-Timeout"
     ADMIN_RESET = "Admin-Reset"
     LOST_CARRIER = "Lost-Carrier"
+    # Not in RFC 2866's list, but the word the issue and the reports use; RADIUS
+    # servers that only know the standard causes read it as a vendor cause.
+    QUOTA_EXCEEDED = "Quota-Exceeded"
 
 
 class ClientSet(StrEnum):
@@ -86,6 +89,29 @@ class Session:
     terms_version: str = ""
     via: str = ""
     code_batch: str = ""
+    # Unique for each session: the Acct-Session-Id of its accounting records.
+    session_id: str = ""
+    # The plan it was granted, and its current rates in bits/s (0 = not shaped).
+    plan: str = ""
+    down_bps: int = 0
+    up_bps: int = 0
+    # Its HTB class minor on the gateway's qdiscs (0 = no class of its own).
+    class_minor: int = 0
+    # Daily data quota in bytes (0 = none). Usage is counted per local day: bytes
+    # this MAC used earlier today in sessions that ended, plus this session's
+    # bytes since the day began (quota_offset is its total at that moment).
+    quota_bytes: int = 0
+    quota_day: str = ""
+    quota_used_before: int = 0
+    quota_offset: int = 0
+    # Where the lifecycle stands (parvis.core.lifecycle.State) and when the next
+    # interim accounting record is due.
+    state: str = "active"
+    state_since: float = 0.0
+    next_interim_at: float = 0.0
+    # Set once a DHCP lease was seen for (ipv4, mac): from then on, the lease
+    # going away (release or expiry) ends the session.
+    lease_expires_at: float = 0.0
     # The last counter reading taken from each kernel element, by Element.key:
     # what lets a restarted netctl count only the bytes it has not yet counted.
     kernel: dict[str, list[int]] = field(default_factory=dict)
@@ -163,6 +189,33 @@ def account(session: Session, readings: dict[Element, Counter], now: float,
             session.packets_down += delta.packets
             session.bytes_down += delta.bytes
     return changed
+
+
+def total_bytes(session: Session) -> int:
+    """Bytes both ways over the whole session."""
+    return session.bytes_up + session.bytes_down
+
+
+def quota_used(session: Session) -> int:
+    """Bytes this device has used today, counted against its daily quota."""
+    return session.quota_used_before + total_bytes(session) - session.quota_offset
+
+
+def quota_left(session: Session) -> int | None:
+    """Bytes left of today's quota, or None when the session has no quota."""
+    if not session.quota_bytes:
+        return None
+    return max(0, session.quota_bytes - quota_used(session))
+
+
+def roll_quota_day(session: Session, day: str) -> bool:
+    """Start a new quota day for a session that runs past midnight; True if it did."""
+    if session.quota_day == day:
+        return False
+    session.quota_day = day
+    session.quota_used_before = 0
+    session.quota_offset = total_bytes(session)
+    return True
 
 
 def forget_element(session: Session, element: Element) -> None:

@@ -28,8 +28,17 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
     # Every key the loader knows appears in the example, so the example documents them all.
     text = EXAMPLE.read_text()
     data = tomllib.loads(text)
-    for section in ("gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl"):
+    for section in ("gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl",
+                    "plans", "shaping", "accounting"):
         assert section in data, section
+    assert set(data["plans"]["residents"]) == {"down", "up", "hard_timeout_s", "idle_timeout_s",
+                                               "daily_quota"}
+    assert set(data["accounting"]) == {"interim_interval_s", "spool_dir", "retention_days"}
+    assert set(data["session"]) == {"hard_timeout_s", "idle_timeout_s", "default_plan",
+                                    "idle_when_present"}
+    assert set(data["gateway"]) == {"id", "lan_interface", "wan_interface", "masquerade",
+                                    "timezone", "dhcp_leases_file"}
+    assert config.plan().name == "residents"
     assert set(data["netctl"]) == {"sweep_interval_s", "health_interval_s", "log_level"}
     assert set(data["portal"]) | {"remote_url", "handoff_secret_file"} == {
         "address", "address6", "http_port", "https_port", "hostname", "poster_hostname",
@@ -79,6 +88,16 @@ CASES = [
     ("portal", "remote_url", "https://central.test/", "[portal] handoff_secret_file: missing "
                                                       "(remote_url is set)"),
     ("netctl", "sweep_interval_s", 0, "[netctl] sweep_interval_s: 0 is out of range"),
+    ("gateway", "timezone", "Mars/Olympus", "[gateway] timezone: 'Mars/Olympus' is not a known "
+                                            "time zone, expected an IANA time zone"),
+    ("gateway", "dhcp_leases_file", "leases", "[gateway] dhcp_leases_file: 'leases' is not an "
+                                              "absolute path"),
+    ("session", "idle_when_present", "maybe", "[session] idle_when_present: 'maybe' is not a "
+                                              "choice, expected \"keep\" or \"end\""),
+    ("shaping", "uplink_down", "fast", "[shaping] uplink_down: 'fast' is not a rate such as"),
+    ("shaping", "uplink_up", -5, "[shaping] uplink_up: -5 is negative"),
+    ("accounting", "interim_interval_s", 0, "[accounting] interim_interval_s: 0 is out of range"),
+    ("accounting", "spool_dir", "spool", "[accounting] spool_dir: 'spool' is not an absolute"),
 ]
 
 
@@ -96,6 +115,50 @@ def test_each_mistake_is_named(section: str, key: str, value: object, expected: 
     message = str(caught.value)
     assert message.startswith("/etc/parvis/parvis.toml: ")
     assert expected in message
+
+
+PLAN_CASES = [
+    ({"residents": {"down": "ten"}}, "[plans.residents] down: 'ten' is not a rate such as"),
+    ({"residents": {"daily_quota": "2 gallons"}}, "[plans.residents] daily_quota: '2 gallons' is "
+                                                  "not a size such as"),
+    ({"residents": {"colour": 1}}, "[plans.residents] colour: unknown key, expected one of"),
+    ({"residents": {"hard_timeout_s": 5}}, "[plans.residents] hard_timeout_s: 5 is out of range"),
+    ({"Residents!": {}}, "[plans.Residents!]: not a valid plan name"),
+    ({"residents": 3}, "[plans.residents]: is a integer, expected a table ([plans.residents])"),
+    ({"residents": {}}, "[session] default_plan: 'default' is not a plan, expected one of "
+                        "residents"),
+]
+
+
+@pytest.mark.parametrize(("plans", "expected"), PLAN_CASES, ids=[c[1][:40] for c in PLAN_CASES])
+def test_each_plan_mistake_is_named(plans: dict[str, object], expected: str) -> None:
+    data = {**base(), "plans": plans}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "/etc/parvis/parvis.toml")
+    assert expected in str(caught.value)
+
+
+def test_plans_read_rates_sizes_and_inherit_session_limits() -> None:
+    data = {**base(), "session": {"default_plan": "residents", "idle_timeout_s": 900},
+            "plans": {"residents": {"down": "10M", "up": "2.5Mbit", "daily_quota": "2G",
+                                    "hard_timeout_s": 14400},
+                      "event": {"down": 20_000_000, "up": "5M", "daily_quota": "750MB"}}}
+    config = parse_config(data)
+    residents = config.plan()
+    assert (residents.down_bps, residents.up_bps) == (10_000_000, 2_500_000)
+    assert residents.daily_quota_bytes == 2_000_000_000
+    assert residents.idle_timeout_s == 900  # from [session]
+    event = config.plan("event")
+    assert (event.down_bps, event.daily_quota_bytes) == (20_000_000, 750_000_000)
+    with pytest.raises(KeyError):
+        config.plan("gold")
+
+
+def test_without_plans_the_default_plan_is_the_session_section() -> None:
+    config = parse_config({**base(), "session": {"hard_timeout_s": 3600}})
+    plan = config.plan()
+    assert plan.name == "default"
+    assert (plan.hard_timeout_s, plan.down_bps, plan.daily_quota_bytes) == (3600, 0, 0)
 
 
 def test_unknown_section_and_missing_section() -> None:
