@@ -2,7 +2,9 @@
 
 Answers for the requesting client, identified by its source address, within
 Android's limits: UTF-8 JSON of at most 4096 bytes, ``user-portal-url``
-always present when captive, ``Cache-Control: private``.
+always present when captive, ``Cache-Control: private``. A live session adds
+``seconds-remaining`` and, when its plan has a daily quota, ``bytes-remaining``
+(today's data left; both are non-negative integers, as RFC 8908 says).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from parvis.core.sessions import quota_left
 from portal.state import client_ipv4, state
 
 bp = Blueprint("api", __name__)
@@ -31,7 +34,7 @@ def _answer(body: dict[str, Any], status: int = 200) -> Response:
 
 @bp.get("/api/captive")
 def captive() -> Response:
-    """``captive`` and the session's time left for the client asking."""
+    """``captive`` and the session's time and data left for the client asking."""
     st = state()
     ip = client_ipv4(request.remote_addr)
     if ip is None:
@@ -48,5 +51,8 @@ def captive() -> Response:
         body["venue-info-url"] = st.config.portal.venue_info_url
     if live is not None:
         body["seconds-remaining"] = max(0, math.floor(live.expires_at - st.clock()))
+        bytes_left = quota_left(live)
+        if bytes_left is not None:
+            body["bytes-remaining"] = bytes_left
         body["can-extend-session"] = False
     return _answer(body)

@@ -27,7 +27,8 @@ bp = Blueprint("errors", __name__)
 # Form fields a retry may carry back (anything else is dropped, never reflected).
 RETRY_FIELDS = ("u", "code", "lang")
 
-# kind -> (title, explanation); %(minutes)s is filled for "too_many_codes".
+# kind -> (title, explanation); %(minutes)s is filled for "too_many_codes", %(reconnect)s
+# (a sentence saying when, portal.ended.reconnect_sentence) for "quota".
 MESSAGES: dict[str, tuple[Any, Any]] = {
     "bad_request": (lazy_gettext("This request could not be understood"),
                     lazy_gettext("Please go back to the Wi-Fi page and try again.")),
@@ -59,6 +60,8 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
     "too_many_codes": (lazy_gettext("Too many attempts"),
                        lazy_gettext("Too many wrong access codes from this device. "
                                     "Please try again in %(minutes)s minutes.")),
+    "quota": (lazy_gettext("Daily data limit reached"),
+              lazy_gettext("This device has used all of its data for today. %(reconnect)s")),
     "unavailable": (lazy_gettext("The Wi-Fi is briefly unavailable"),
                     lazy_gettext("The network did not answer in time. Your request was not "
                                  "lost: please try again in a moment.")),

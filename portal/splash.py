@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +23,19 @@ from werkzeug.wrappers import Response as BaseResponse
 from parvis.core.codes import normalize_code
 from parvis.core.commands import Command, Verb
 from parvis.core.handoff import HandoffError, nonce_ttl_s, verify
-from parvis.core.sessions import Session
+from parvis.core.sessions import Session, quota_left
 from parvis.store import Store
 from portal.content import ContentError, Terms, load_terms, load_tiles
+from portal.ended import (
+    Localized,
+    banner,
+    next_midnight,
+    parse_ended,
+    read_epoch,
+    reconnect_sentence,
+    size_text,
+    town_zone,
+)
 from portal.errors import render_error
 from portal.i18n import LANGUAGES, explicit_language
 from portal.intercept import handoff_location
@@ -107,6 +119,22 @@ def _remaining(session_obj: Session | None, now: float) -> dict[str, int] | None
     return {"hours": seconds // 3600, "minutes": (seconds % 3600) // 60}
 
 
+def _data_left(session_obj: Session | None) -> str | None:
+    """Today's data left for a session with a daily quota, worded (``1,5 Go``), else None."""
+    left = quota_left(session_obj) if session_obj is not None else None
+    return None if left is None else size_text(left, current_language())
+
+
+def _ended(st: PortalState, client: Client, live: Session | None) -> dict[str, Any] | None:
+    """The banner saying why this client's last session ended, while it has none."""
+    if live is not None or client.ip is None:
+        return None
+    ended = parse_ended(client.store.ended_for_ip(client.ip))
+    if ended is None:
+        return None
+    return banner(ended, st.clock(), town_zone(st.config.gateway.timezone))
+
+
 def _render_splash(st: PortalState, client: Client, *, code_error: str | None = None,
                    status: int = 200) -> Response:
     now = st.clock()
@@ -119,7 +147,8 @@ def _render_splash(st: PortalState, client: Client, *, code_error: str | None = 
              for tile in load_tiles(st.config.portal.content_dir, dt.date.today())]
     html = render_template(
         "splash.html", terms=_terms(st), tiles=tiles, online=live is not None,
-        remaining=_remaining(live, now), continue_url=continue_url,
+        remaining=_remaining(live, now), data_left=_data_left(live),
+        ended=_ended(st, client, live), continue_url=continue_url,
         u=token if continue_url else "", code_error=code_error,
         lang_args=lang_args(), switch=_switch_url(token if continue_url else ""),
     )
@@ -182,6 +211,15 @@ def code() -> BaseResponse:
     codes = client.store
     if codes.code_failures(client.ip) >= st.config.portal.code_attempts:
         return render_error(429, "too_many_codes", minutes=CODE_WINDOW_MIN)
+    ended = parse_ended(codes.ended_for_ip(client.ip))
+    now = st.clock()
+    if ended is not None and ended.waiting(now) and codes.session_for_ip(client.ip) is None:
+        # The page offered no code form (netctl would refuse): keep the code unspent.
+        log.info("code refused: ip=%s gateway=%s reason=waiting reconnect_at=%s",
+                 client.ip, client.gateway_id, ended.reconnect_at)
+        page = _render_splash(st, client, status=429)
+        page.headers["Retry-After"] = str(max(1, math.ceil((ended.reconnect_at or now) - now)))
+        return page
     text = request.form.get("code", "")[:64]
     normal = normalize_code(text)
     # The portal's secret keys the stored code hashes (parvisctl reads the same file).
@@ -194,12 +232,17 @@ def code() -> BaseResponse:
         message = CODE_ERRORS.get(reason, CODE_ERRORS["unknown"])
         return _render_splash(st, client, code_error=str(message), status=400)
     return _authorize(st, client, via="code", terms_version=_terms(st).version,
-                      code_batch=redemption.batch, timeout_s=redemption.session_s)
+                      code_batch=redemption.batch, timeout_s=redemption.session_s,
+                      plan=redemption.plan)
 
 
 def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
-               code_batch: str = "", timeout_s: int | None = None) -> BaseResponse:
-    """Send authorize and wait for netctl's acknowledgement; only then a fresh session."""
+               code_batch: str = "", timeout_s: int | None = None,
+               plan: str = "") -> BaseResponse:
+    """Send authorize and wait for netctl's acknowledgement; only then a fresh session.
+
+    ``plan`` is a code batch's plan; "" lets netctl apply the default plan.
+    """
     assert client.ip is not None
     if client.accepted:
         # Already accepted through this hand-off: nothing more to send.
@@ -207,7 +250,7 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
     command = Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address(client.ip), by="portal",
                       terms_version=terms_version,
                       via="handoff" if client.via_handoff and via == "accept" else via,
-                      code_batch=code_batch, timeout_s=timeout_s)
+                      code_batch=code_batch, timeout_s=timeout_s, plan=plan)
     result = client.store.call(command, timeout_s=st.config.portal.ack_timeout_s)
     if result is None:
         log.warning("authorize not acknowledged: ip=%s gateway=%s timeout_s=%s",
@@ -216,14 +259,16 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
     if not result.ok:
         log.info("authorize refused: ip=%s gateway=%s reason=%s",
                  client.ip, client.gateway_id, result.message)
+        if result.message.startswith("quota:"):
+            return _quota_refused(st, client, result.data)
         if "blocked" in result.message:
             return render_error(403, "blocked")
         if result.message.startswith("expired"):
             return render_error(503, "unavailable", retry=True)
         return render_error(409, "refused")
-    log.info("accepted: ip=%s gateway=%s via=%s terms_version=%s lang=%s code_batch=%s",
-             client.ip, client.gateway_id, command.via, terms_version, current_language(),
-             code_batch or "-")
+    log.info("accepted: ip=%s gateway=%s via=%s terms_version=%s lang=%s code_batch=%s "
+             "plan=%s", client.ip, client.gateway_id, command.via, terms_version,
+             current_language(), code_batch or "-", plan or "-")
     token = request.form.get("u", "")
     # A fresh session: nothing from before acceptance (CSRF token, hand-off) survives it.
     session.clear()
@@ -240,6 +285,29 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
     return response
 
 
+def _quota_refused(st: PortalState, client: Client,
+                   data: Mapping[str, Any] | None) -> Response:
+    """netctl refused: this device has used today's data. A 429 saying when it may return.
+
+    The time is netctl's (``reconnect_at`` in the result's data), else the end
+    record's, else the next local midnight (when daily quotas start over).
+    """
+    assert client.ip is not None
+    now = st.clock()
+    zone = town_zone(st.config.gateway.timezone)
+    reconnect_at = read_epoch(data.get("reconnect_at")) if isinstance(data, Mapping) else None
+    if reconnect_at is None or reconnect_at <= now:
+        ended = parse_ended(client.store.ended_for_ip(client.ip))
+        reconnect_at = ended.reconnect_at if ended is not None and ended.waiting(now) else None
+    if reconnect_at is None:
+        reconnect_at = next_midnight(now, zone)
+    when = reconnect_at
+    page = render_error(429, "quota",
+                        reconnect=Localized(lambda: reconnect_sentence(when, now, zone)))
+    page.headers["Retry-After"] = str(max(1, math.ceil(reconnect_at - now)))
+    return page
+
+
 @bp.get("/bienvenue")
 def welcome() -> Response:
     """The confirmation page: online, time remaining, and where the resident was going."""
@@ -249,7 +317,8 @@ def welcome() -> Response:
     token = request.args.get("u", "")
     continue_url = safe_continue_url(st.signer.unsign(token, client.ip), st.own_hosts)
     html = render_template("welcome.html", online=live is not None,
-                           remaining=_remaining(live, st.clock()), continue_url=continue_url,
+                           remaining=_remaining(live, st.clock()), data_left=_data_left(live),
+                           ended=_ended(st, client, live), continue_url=continue_url,
                            switch=_switch_url(token if continue_url else "", "splash.welcome"))
     response = Response(html, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"

@@ -102,3 +102,40 @@ def test_missing_or_short_secret_exits_2(config_file: Path, secret_file: Path, s
     assert f"{config_file}: [portal] secret_key_file: " in done.stderr
     assert ", expected a file holding at least 32 random bytes" in done.stderr
     assert done.stdout == ""
+
+
+PLANS = ('\n[session]\ndefault_plan = "residents"\n\n[plans.residents]\ndaily_quota = "2G"\n\n'
+         '[plans.event]\ndown = "20M"\nhard_timeout_s = 28800\n')
+
+
+def test_create_with_a_plan_then_list_and_redeem(config_file: Path, store: Store) -> None:
+    config_file.write_text(config_file.read_text() + PLANS)
+    done = parvisctl(config_file, "create", "--count", "1", "--valid-for", "4h",
+                     "--plan", "event", "--csv")
+    assert done.returncode == 0, done.stderr
+    code, batch_id = list(csv.reader(io.StringIO(done.stdout)))[1][:2]
+    redemption = store.redeem_code(code, SECRET, time.time())
+    assert redemption.ok and redemption.plan == "event" and redemption.batch == batch_id
+
+    [batch] = json.loads(parvisctl(config_file, "list", "--json").stdout)
+    assert batch["plan"] == "event"
+    table = parvisctl(config_file, "list").stdout.splitlines()
+    assert table[0].split()[-2:] == ["PLAN", "NOTE"]
+    assert table[1].split()[-1] == "event"
+
+
+def test_create_without_a_plan_lists_the_default(config_file: Path, store: Store) -> None:
+    assert parvisctl(config_file, "create", "--count", "1", "--valid-for", "4h").returncode == 0
+    assert json.loads(parvisctl(config_file, "list", "--json").stdout)[0]["plan"] == ""
+    assert parvisctl(config_file, "list").stdout.splitlines()[1].split()[-1] == "default"
+
+
+def test_unknown_plan_is_a_usage_error_naming_the_known_ones(
+        config_file: Path, store: Store) -> None:
+    config_file.write_text(config_file.read_text() + PLANS)
+    done = parvisctl(config_file, "create", "--count", "1", "--valid-for", "4h",
+                     "--plan", "vip")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--plan 'vip' is not a plan of" in done.stderr
+    assert "(known plans: event, residents)" in done.stderr
+    assert store.list_code_batches() == []

@@ -165,3 +165,32 @@ def test_nonce_is_claimed_once(store: Store) -> None:
         store.claim_nonce("a:b", 60)
     with pytest.raises(ValueError):
         store.claim_nonce("x" * 65, 60)
+
+
+def test_a_batch_keeps_its_plan_and_redemption_returns_it(store: Store) -> None:
+    now = time.time()
+    batch, codes = store.create_code_batch(2, 3600, 1, None, "", SECRET, now, plan="event")
+    assert batch.plan == "event"
+    redemption = store.redeem_code(codes[0], SECRET, now + 1)
+    assert redemption.ok and redemption.plan == "event" and redemption.session_s is None
+    [listed] = store.list_code_batches()
+    assert listed.plan == "event"
+    # A batch made before plans existed has no plan field: the default plan ("").
+    store.client.hdel(Keys.code_batch(batch.id), "plan")
+    old = store.redeem_code(codes[1], SECRET, now + 2)
+    assert old.ok and old.plan == "" and store.list_code_batches()[0].plan == ""
+
+
+def test_refusals_carry_no_plan(store: Store) -> None:
+    now = time.time()
+    batch, codes = store.create_code_batch(1, 3600, 1, None, "", SECRET, now, plan="event")
+    store.revoke_code_batch(batch.id)
+    refused = store.redeem_code(codes[0], SECRET, now)
+    assert (refused.ok, refused.reason, refused.plan) == (False, "revoked", "")
+
+
+@pytest.mark.parametrize("plan", ["x" * 65, "two\nlines", " event", "event "])
+def test_malformed_plan_is_refused(store: Store, plan: str) -> None:
+    with pytest.raises(ValueError, match="plan"):
+        store.create_code_batch(1, 3600, 1, None, "", SECRET, time.time(), plan=plan)
+    assert store.list_code_batches() == []

@@ -179,7 +179,7 @@ class FakeNetctl:
         session = Session(mac="02:00:00:00:00:10", ipv4=str(command.ip), started_at=now,
                           expires_at=now + (command.timeout_s or 3600), idle_timeout_s=1200,
                           last_activity_at=now, terms_version=command.terms_version,
-                          via=command.via, code_batch=command.code_batch)
+                          via=command.via, code_batch=command.code_batch, plan=command.plan)
         self.store.save_sessions([session])
         return Result(True, "authorized")
 

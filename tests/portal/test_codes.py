@@ -81,3 +81,24 @@ def test_guessing_is_throttled(app: Flask, client: FlaskClient, store: Store,
     assert response.status_code == 429
     assert "réessayer dans 10 minutes" in page and "try again in 10 minutes" in page
     assert netctl.seen == []
+
+
+def test_a_codes_plan_goes_into_the_authorize_command(
+        app: Flask, client: FlaskClient, store: Store, netctl: FakeNetctl) -> None:
+    secret = app.extensions["parvis"].secret
+    batch, codes = store.create_code_batch(1, 3600, 1, None, "", secret, time.time(),
+                                           plan="event")
+    response = client.post("/code", data={"csrf_token": csrf_token(client), "code": codes[0]})
+    assert response.status_code == 303
+    command = netctl.seen[-1]
+    assert (command.via, command.code_batch, command.plan) == ("code", batch.id, "event")
+    assert command.timeout_s is None  # the plan's own length applies
+    assert '"plan":"event"' in command.to_json()
+    assert store.session_for_ip(CLIENT_IP) is not None
+
+
+def test_a_code_without_plan_sends_none(
+        app: Flask, client: FlaskClient, store: Store, netctl: FakeNetctl) -> None:
+    code = _batch(app, store)[0]
+    client.post("/code", data={"csrf_token": csrf_token(client), "code": code})
+    assert netctl.seen[-1].plan == ""

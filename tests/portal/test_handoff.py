@@ -146,3 +146,15 @@ def test_a_copied_cookie_cannot_accept_again(
     assert len(netctl.seen) == sent, "the copied cookie authorised the client again"
     assert not [k for k in store.client.scan_iter("parvis:handoff:context:*")
                 if store.client.get(k) and '"accepted": false' in store.client.get(k)]
+
+
+def test_central_portal_says_why_the_gateways_session_ended(
+        central: FlaskClient, store: Store) -> None:
+    """The end record is read on the gateway the hand-off names, for the address it names."""
+    store.note_ended(CLIENT_IP, {"reason": "Idle-Timeout", "idle_timeout_s": 1200,
+                                 "reconnect_at": None}, 600)
+    response = central.get(f"/handoff?h={_token()}")
+    page = central.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Votre session a pris fin après 20 min d’inactivité." in page
+    assert "Accepter et me connecter" in page
+
