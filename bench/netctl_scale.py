@@ -6,10 +6,17 @@ Measures, each beside a baseline taken in the same run:
   last one), against the ``nft`` command adding the same N elements to a set;
 * one more ``authorize``, stream write -> acknowledgement, p50/p99 over 200
   commands, against one ``nft add element`` process;
-* one full counter sweep (netctl's own timing), against ``nft -j list table``;
+* one full counter sweep (netctl's own timing: counters, lifecycle decisions
+  for idle, quota and timeouts, interim accounting records), against
+  ``nft -j list table``;
+* changing one client's rate (``rate`` command, stream write -> acknowledgement);
 * netctl's resident memory;
-* forwarding throughput of one client (iperf3, 3 s) with N others authorised,
-  as a ratio to the same client with 0 others.
+* forwarding throughput of one client on an unshaped plan (iperf3, 3 s) with N
+  shaped others authorised (HTB on both interfaces), as a ratio to the same
+  client with 0 others and no shaping at all.
+
+Every synthetic client is on the lab's ``residents`` plan (10/2 Mbit/s, a daily
+quota, idle expiry, interim records every 60 s): the real per-client work.
 
 Run as root: ``./parvis-dev bench`` (or ``.venv/bin/python -m bench --clients 10000``).
 """
@@ -118,6 +125,21 @@ def one_more_latencies(store: Store, first: int, count: int) -> list[float]:
     return latencies
 
 
+def rate_change_latencies(store: Store, count: int) -> list[float]:
+    """``rate`` on shaped clients one at a time: stream write -> acknowledgement."""
+    latencies = []
+    for i in range(count):
+        _address, mac = synthetic_client(i)
+        command = Command(Verb.RATE, mac=mac, down_bps=(20 + i % 5) * 10**6,
+                          up_bps=5 * 10**6, by="bench")
+        started = time.perf_counter()
+        result = store.call(command, timeout_s=10)
+        latencies.append(time.perf_counter() - started)
+        if result is None or not result.ok:
+            raise RuntimeError(f"rate {mac} failed: {result}")
+    return latencies
+
+
 def sweep_samples(store: Store, wanted: int, timeout_s: float = 60) -> list[float]:
     """netctl's own sweep timings, one per health snapshot."""
     samples: list[float] = []
@@ -142,6 +164,8 @@ def rss_bytes(pid: int) -> int:
 def run(count: int, name: str) -> dict[str, Any]:
     lab = Lab(name=name, clients=1, progress=lambda m: print(f"  {m}", file=sys.stderr))
     lab.down()
+    # An unshaped plan beside the lab's own (residents: 10/2 Mbit/s, quota, idle).
+    lab.config_overrides = {"plans": {"open": {"down": "0", "up": "0"}}}
     lab.up()
     figures: dict[str, Any] = {"clients": count}
     try:
@@ -150,9 +174,9 @@ def run(count: int, name: str) -> dict[str, Any]:
         print("baseline: the nft command itself…", file=sys.stderr)
         figures.update(nft_baseline(lab, count))
         result = store.call(Command(Verb.AUTHORIZE, ip=ipaddress.IPv4Address(lab.client_ip(1)),
-                                    by="bench"))
+                                    by="bench", plan="open"))
         assert result is not None and result.ok, result
-        print("throughput with 0 others…", file=sys.stderr)
+        print("throughput with 0 others, no shaping…", file=sys.stderr)
         figures["iperf_0_others_bit_s"] = iperf_bits_per_s(lab)
         pid = lab.netctl_pid()
         assert pid is not None
@@ -163,13 +187,21 @@ def run(count: int, name: str) -> dict[str, Any]:
         latencies = one_more_latencies(store, count, 200)
         figures["one_more_p50_ms"] = percentile(latencies, 0.5) * 1000
         figures["one_more_p99_ms"] = percentile(latencies, 0.99) * 1000
+        print("100 rate changes, one at a time…", file=sys.stderr)
+        rates = rate_change_latencies(store, 100)
+        figures["rate_p50_ms"] = percentile(rates, 0.5) * 1000
+        figures["rate_p99_ms"] = percentile(rates, 0.99) * 1000
         print("sweeps…", file=sys.stderr)
         sweeps = sweep_samples(store, 6)
         figures["sweep_ms_median"] = statistics.median(sweeps)
         figures["sweep_ms_max"] = max(sweeps)
         figures["sessions"] = len(store.client.hkeys(store.keys.sessions))
         figures["rss_bytes"] = rss_bytes(pid)
-        print(f"throughput with {count} others…", file=sys.stderr)
+        health = store.health() or {}
+        figures["sweep_phases_ms"] = {k: health.get(k) for k in (
+            "sweep_read_ms", "sweep_account_ms", "sweep_plan_ms", "sweep_persist_ms")}
+        figures["records_written"] = health.get("records_written")
+        print(f"throughput with {count} shaped others…", file=sys.stderr)
         figures["iperf_n_others_bit_s"] = iperf_bits_per_s(lab)
         figures["throughput_ratio"] = (figures["iperf_n_others_bit_s"]
                                        / figures["iperf_0_others_bit_s"])
@@ -189,10 +221,12 @@ def report(f: dict[str, Any]) -> str:
         ("one more authorize, p99", f"{f['one_more_p99_ms']:.1f} ms", "", "< 20 ms"),
         ("one full sweep (median / max)", f"{f['sweep_ms_median']:.0f} / {f['sweep_ms_max']:.0f}"
          " ms", f"nft -j list of {n} elements: {f['nft_list_s'] * 1000:.0f} ms", "< 250 ms"),
+        ("change one client's rate, p50 / p99", f"{f['rate_p50_ms']:.1f} / "
+         f"{f['rate_p99_ms']:.1f} ms", f"one nft process: {f['nft_one_process_ms']:.1f} ms", ""),
         ("netctl resident memory", f"{f['rss_bytes'] / 2**20:.0f} MiB",
          f"with 0 clients: {f['rss_0_clients_bytes'] / 2**20:.0f} MiB", "< 120 MB"),
-        ("one client's throughput", f"{f['iperf_n_others_bit_s'] / 1e9:.2f} Gbit/s",
-         f"with 0 others: {f['iperf_0_others_bit_s'] / 1e9:.2f} Gbit/s", ""),
+        ("unshaped client's throughput, shaping on", f"{f['iperf_n_others_bit_s'] / 1e9:.2f}"
+         " Gbit/s", f"shaping off, 0 others: {f['iperf_0_others_bit_s'] / 1e9:.2f} Gbit/s", ""),
         ("  ratio", f"{f['throughput_ratio']:.2f}", "", ">= 0.9"),
     ]
     return table(("measure", "netctl", "baseline (same run)", "target"), rows)

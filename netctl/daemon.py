@@ -1,37 +1,73 @@
 """The gateway daemon: applies commands, sweeps counters and expiry, reconciles the kernel.
 
-One thread does the work (the DHCP sniffer only queues sightings). Each burst
-of commands read from the stream becomes one nftables transaction; the state
-it changes and the acknowledgements are written to Redis together afterwards,
-only once the kernel has accepted the batch. A command that fails is
-acknowledged with its reason and never stops the loop.
+One thread does the work (the DHCP sniffer only queues sightings, the idle
+prober only probes). Each burst of commands read from the stream becomes one
+nftables transaction (with the clients' HTB classes set just before it); the
+state it changes and the acknowledgements are written to Redis together
+afterwards, only once the kernel has accepted the batch. A command that fails
+is acknowledged with its reason and never stops the loop.
+
+Memory is the truth while netctl runs: when Redis is away, sweeps go on
+(expiry, quotas, accounting), accounting records wait in the disk spool, and
+everything is written back when Redis returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import gc
 import logging
+import secrets
 import threading
 import time
+import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from netctl import conntrack, netlink, ruleset
 from netctl.health import HealthSampler
 from netctl.nft import Nft, NftError
-from parvis.core.commands import Command, CommandError, Result, Verb, parse_command
-from parvis.core.config import Config
+from netctl.prober import IdleProber
+from netctl.shaper import (
+    ClientRate,
+    MinorPool,
+    Shaper,
+    ShaperError,
+    applied_rate,
+    classid,
+    needs_class,
+)
+from netctl.spool import Spool
+from parvis.core import lifecycle
+from parvis.core.accounting import (
+    Record,
+    RecordIds,
+    RecordType,
+    interim_due,
+    interim_record,
+    schedule_next_interim,
+    start_record,
+    stop_record,
+)
+from parvis.core.commands import MAX_TIMEOUT_S, Command, CommandError, Result, Verb, parse_command
+from parvis.core.config import Config, PlanConfig
+from parvis.core.leases import Lease, lease_event, parse_leases
+from parvis.core.lifecycle import Action, Event
 from parvis.core.reconcile import Plan, plan
 from parvis.core.sessions import (
     Element,
     EndReason,
     Session,
     account,
-    end_reason_due,
     forget_element,
+    quota_used,
+    roll_quota_day,
     shift_times,
 )
+from parvis.core.units import format_rate, format_size
 from parvis.store import Store, StoreError, new_consumer_name
 
 log = logging.getLogger(__name__)
@@ -41,6 +77,7 @@ MAX_AUTHORIZE_AGE_S = 120  # an authorize older than this was given up by its se
 CLOCK_STEP_TOLERANCE_S = 30  # wall-clock moves larger than this (vs. monotonic) are steps
 COMMAND_BURST = 2000  # most commands taken from the stream at once (one transaction)
 SEEN_PRUNE_INTERVAL_S = 600
+ENDED_NOTICE_TTL_S = 12 * 3600  # how long the portal can explain why a session ended
 
 Json = dict[str, Any]
 
@@ -56,6 +93,13 @@ class Change:
     nft: list[Json] = field(default_factory=list)
     cut_addresses: list[str] = field(default_factory=list)
     replaced: list[Session] = field(default_factory=list)  # every session _end() touched
+    started: list[Session] = field(default_factory=list)  # new sessions (start records)
+    # HTB classes to set before the nft batch, and to remove once it landed.
+    classes_set: list[tuple[int, ClientRate]] = field(default_factory=list)
+    classes_removed: list[int] = field(default_factory=list)
+    minors_allocated: list[int] = field(default_factory=list)
+    # Classes changed in place before the batch: (minor, rate to restore on failure).
+    classes_undo: list[tuple[int, ClientRate]] = field(default_factory=list)
 
 
 class Gateway:
@@ -72,6 +116,10 @@ class Gateway:
         cut_connections: Callable[[list[str]], object] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        shaper: Shaper | None = None,
+        prober: IdleProber | None = None,
+        spool: Spool | None = None,
+        read_leases: Callable[[], str | None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -99,7 +147,28 @@ class Gateway:
         self.trusted: set[str] = set()
         self.consumer = new_consumer_name()
         self.stats: dict[str, float] = {"commands_ok": 0, "commands_failed": 0, "sweeps": 0,
-                                        "sweep_ms": 0.0}
+                                        "sweep_ms": 0.0, "records_spooled": 0,
+                                        "records_written": 0, "records_duplicate": 0}
+        # Shaping: the HTB classes of shaped clients (netctl.shaper), set up on
+        # first need so that a gateway without any rate has no qdisc at all.
+        self.shaper = shaper
+        self._shaping_ready = False
+        self.minors = MinorPool()
+        self.prober = prober
+        self.spool = spool or Spool(
+            Path(config.accounting.spool_dir) / f"{config.gateway.id}.jsonl")
+        self.record_ids = RecordIds()
+        self.read_leases = read_leases or _lease_file_reader(config.gateway.dhcp_leases_file)
+        self._lease_missing: set[str] = set()  # MACs whose lease was missing at the last read
+        self.zone = (zoneinfo.ZoneInfo(config.gateway.timezone) if config.gateway.timezone
+                     else None)
+        # Bytes each device used today in sessions that ended (daily quotas).
+        self.usage_day = ""
+        self.usage: dict[str, int] = {}
+        self._usage_changed: set[str] = set()
+        # Memory holds changes Redis has not got yet (it was unreachable).
+        self.dirty = False
+        self._outage_since: float | None = None
 
     # --- start-up and reconcile ---------------------------------------------------------------
 
@@ -112,13 +181,33 @@ class Gateway:
         return self.trusted | set(self.config.clients.trusted_macs)
 
     def start(self) -> None:
-        """Load state from Redis and make the kernel match it in one transaction."""
+        """Load state from Redis and make the kernel match it in one transaction.
+
+        Records left in the spool (netctl stopped while Redis was away) are sent
+        first; a session whose stop record is among them ended meanwhile, even
+        though Redis still holds it.
+        """
         self.store.ensure_group()
-        self.sessions = self.store.sessions()
+        self.record_ids.advance_past(self.store.last_record_id())
+        self.record_ids.advance_past(self.spool.last_id())
+        ended_meanwhile = {r.session_id for r in self.spool.pending()
+                           if r.type is RecordType.STOP}
+        self._send_records()
+        sessions = self.store.sessions()
+        gone = [s for s in sessions.values() if s.session_id and s.session_id in ended_meanwhile]
+        if gone:
+            self.store.delete_sessions(gone)
+            log.info("sessions that ended while Redis was away count=%d", len(gone))
+        self.sessions = {mac: s for mac, s in sessions.items() if s not in gone}
         self.mac_by_ipv4 = {s.ipv4: s.mac for s in self.sessions.values()}
         self.blocked = self.store.mac_set("blocked")
         self.trusted = self.store.mac_set("trusted")
+        self.usage_day = self._day(self.clock())
+        self.usage = self.store.usage(self.usage_day)
+        self.minors = MinorPool(s.class_minor for s in self.sessions.values() if s.class_minor)
+        self.dirty = False
         kept, added, removed = self.reconcile(rebuild_table=True)
+        self._reconcile_shaping()
         log.info("netctl started gateway=%s sessions=%d kept=%d added=%d removed=%d",
                  self.config.gateway.id, len(self.sessions), kept, added, removed)
 
@@ -133,6 +222,7 @@ class Gateway:
         for session in self.sessions.values():
             account(session, actual, now)
         ended = self._end_due(now)
+        records = [self._stop(session, reason, now) for session, reason in ended.values()]
         changes = plan(self.sessions.values(), actual, now)
         batch: list[Json] = []
         if rebuild_table:
@@ -155,9 +245,202 @@ class Gateway:
                            + ruleset.build_table(self.config, self.all_blocked, self.all_trusted)
                            + ruleset.add_client_elements(changes.add))
         self._forget_recreated(element for element, _ in changes.add)
+        self._release_minors(s.class_minor for s, _ in ended.values())
+        self._spool(records)
         self._persist(self.sessions.values(), ended)
         self.cut_connections([a for s, _ in ended.values() for a in (s.ipv4, *s.ipv6)])
         return len(actual) - len(changes.delete), len(changes.add), len(changes.delete)
+
+    def _reconcile_shaping(self) -> None:
+        """Make the HTB classes and the shape maps match the sessions (at start)."""
+        if self.shaper is None:
+            return
+        now = self.clock()
+        shaped = [s for s in self.sessions.values()
+                  if s.class_minor or self._needs_class(ClientRate(s.down_bps, s.up_bps))]
+        if not shaped:
+            # No qdisc at all until a client needs one: unshaped traffic pays nothing.
+            self.shaper.remove_all()
+            self._shaping_ready = False
+            return
+        self._ensure_shaping()
+        kernel = self.shaper.classes()
+        batch: list[Json] = []
+        caps = (self.config.shaping.uplink_down_bps, self.config.shaping.uplink_up_bps)
+        for session in shaped:
+            rate = ClientRate(session.down_bps, session.up_bps)
+            if not self._needs_class(rate):
+                # Shaped once, no longer (the cap was taken out of the configuration).
+                target = classid(session.class_minor)
+                batch += ruleset.delete_shape_elements(
+                    (a, target) for a in (session.ipv4, *session.ipv6))
+                self.minors.release(session.class_minor)
+                session.class_minor = 0
+                continue
+            if not session.class_minor:
+                session.class_minor = self.minors.allocate()
+                batch += ruleset.add_shape_elements(self._shape_entries(session, now))
+            if kernel.get(session.class_minor) != applied_rate(rate, *caps):
+                self.shaper.set_client(session.class_minor, rate)
+        for minor in set(kernel) - {s.class_minor for s in self.sessions.values()}:
+            self.shaper.remove_client(minor)
+        # Maps: what the sessions need, added where missing (adding an element that is
+        # there with the same class is not an error); stale entries expire on their own.
+        mapped = self.nft.shape_elements()
+        shaped = [s for s in shaped if s.class_minor]
+        for session in shaped:
+            entries = [e for e in self._shape_entries(session, now)
+                       if mapped.get(e[0]) != e[1]]
+            stale = [(a, mapped[a]) for a, _, _ in entries if a in mapped]
+            batch += ruleset.delete_shape_elements(stale) + ruleset.add_shape_elements(entries)
+        if batch:
+            self.nft.apply(batch)
+        self._persist(self.sessions.values(), {})
+
+    # --- shaping --------------------------------------------------------------------------------
+
+    def _needs_class(self, rate: ClientRate) -> bool:
+        return self.shaper is not None and needs_class(
+            rate, self.config.shaping.uplink_down_bps, self.config.shaping.uplink_up_bps)
+
+    def _ensure_shaping(self) -> None:
+        if self.shaper is not None and not self._shaping_ready:
+            self.shaper.ensure()
+            self._shaping_ready = True
+
+    @staticmethod
+    def _shape_entries(session: Session, now: float) -> list[tuple[str, str, int]]:
+        """The shape map entries of a shaped session: (address, classid, timeout)."""
+        if not session.class_minor:
+            return []
+        target = classid(session.class_minor)
+        timeout_s = session.remaining_s(now)
+        return [(address, target, timeout_s) for address in (session.ipv4, *session.ipv6)]
+
+    def _apply_classes(self, change: Change) -> None:
+        """Set the classes a change needs before its nft batch goes in."""
+        if not change.classes_set or self.shaper is None:
+            return
+        self._ensure_shaping()
+        for minor, rate in change.classes_set:
+            self.shaper.set_client(minor, rate)
+
+    def _undo_classes(self, change: Change) -> None:
+        """The nft batch was refused: take back what _apply_classes did."""
+        if self.shaper is None:
+            return
+        try:
+            for minor in change.minors_allocated:
+                self.shaper.remove_client(minor)
+            for minor, rate in change.classes_undo:
+                self.shaper.set_client(minor, rate)
+        except ShaperError as error:
+            log.warning("could not undo a class change error=%s", error)
+        for minor in change.minors_allocated:
+            self.minors.release(minor)
+
+    def _release_minors(self, minors: Iterable[int]) -> None:
+        """Remove the classes of sessions that ended or lost them (their map entries went)."""
+        for minor in minors:
+            if not minor:
+                continue
+            if self.shaper is not None:
+                try:
+                    self.shaper.remove_client(minor)
+                except ShaperError as error:
+                    log.warning("could not remove class minor=%#x error=%s", minor, error)
+            self.minors.release(minor)
+
+    def _apply(self, change: Change) -> None:
+        """Classes first, then the one nft transaction; classes undone if it is refused."""
+        try:
+            self._apply_classes(change)
+        except ShaperError as error:
+            self._undo_classes(change)
+            raise NftError(f"traffic shaping refused a class: {error}", change.nft) from error
+        try:
+            self.nft.apply(change.nft)
+        except NftError:
+            self._undo_classes(change)
+            raise
+
+    # --- accounting -----------------------------------------------------------------------------
+
+    def _record(self, make: Callable[..., Record], session: Session, now: float,
+                *reason: EndReason) -> Record:
+        return make(session, *reason, self.config.gateway.id, self.record_ids.next_id(now), now)
+
+    def _stop(self, session: Session, reason: EndReason, now: float) -> Record:
+        """Close a session's accounting; note why it ended for the portal and the quota."""
+        self._note_usage(session, now)
+        return self._record(stop_record, session, now, reason)
+
+    def _spool(self, records: list[Record]) -> None:
+        """Records go to disk first: from there they reach Redis exactly once."""
+        if records:
+            self.spool.append(records)
+            self.stats["records_spooled"] += len(records)
+
+    def _send_records(self) -> None:
+        """Send what the spool holds to the accounting stream, then clear it."""
+        pending = self.spool.pending()
+        if not pending:
+            return
+        retention_s = self.config.accounting.retention_days * 86400
+        appended = self.store.append_records(pending, retention_s)
+        if appended.stale:
+            # Their ids were taken by another writer: the same records under new ids.
+            now = self.clock()
+            again = [dataclasses.replace(r, id=self.record_ids.next_id(now))
+                     for r in appended.stale]
+            self.spool.append(again)
+            pending += again
+            log.warning("re-issued %d accounting records under new ids", len(again))
+            appended = appended._replace(
+                written=appended.written + self.store.append_records(again, retention_s).written)
+        # Confirmed, yet kept a few seconds on disk: Redis may lose its last second
+        # of writes in a power cut, and a restart then sends them again.
+        self.spool.confirm(pending[-1].id)
+        self.stats["records_written"] += appended.written
+        self.stats["records_duplicate"] += appended.duplicates
+
+    # --- days and quotas -----------------------------------------------------------------------
+
+    def _local(self, now: float) -> datetime.datetime:
+        moment = datetime.datetime.fromtimestamp(now, tz=datetime.UTC)
+        return moment.astimezone(self.zone) if self.zone else moment.astimezone()
+
+    def _day(self, now: float) -> str:
+        """The town's date at ``now``: quota days start at local midnight."""
+        return self._local(now).date().isoformat()
+
+    def _next_midnight(self, now: float) -> float:
+        local = self._local(now)
+        tomorrow = datetime.datetime.combine(local.date() + datetime.timedelta(days=1),
+                                             datetime.time(), tzinfo=local.tzinfo)
+        return tomorrow.timestamp()
+
+    def _note_usage(self, session: Session, now: float) -> None:
+        if session.quota_day == self.usage_day:
+            self.usage[session.mac] = quota_used(session)
+            self._usage_changed.add(session.mac)
+
+    def _new_day(self, day: str) -> None:
+        self.usage_day = day
+        self.usage = {}
+        self._usage_changed.clear()
+        for session in self.sessions.values():
+            roll_quota_day(session, day)
+        log.info("new quota day %s; %d sessions start it afresh", day, len(self.sessions))
+
+    def _ended_notice(self, session: Session, reason: EndReason, now: float) -> dict[str, Any]:
+        """What the portal tells the resident about a session that ended."""
+        reconnect_at = (self._next_midnight(now) if reason is EndReason.QUOTA_EXCEEDED
+                        else None)
+        return {"reason": reason.value, "ended_at": now, "reconnect_at": reconnect_at,
+                "plan": session.plan, "quota_bytes": session.quota_bytes,
+                "hard_timeout_s": round(session.expires_at - session.started_at),
+                "idle_timeout_s": session.idle_timeout_s}
 
     def held_addresses(self, addresses: list[str]) -> set[str]:
         """Those of ``addresses`` that a live session holds (any thread may ask)."""
@@ -167,6 +450,22 @@ class Gateway:
             ipv6 = {a for s in list(self.sessions.values()) for a in s.ipv6}
             held |= {a for a in addresses if a in ipv6}
         return held
+
+    def _owners(self, elements: Iterable[Element]) -> list[Session]:
+        """The sessions these elements belong to (each once)."""
+        owners: dict[str, Session] = {}
+        by_address: dict[str, Session] | None = None
+        for element in elements:
+            if element.mac is not None:
+                owner = self.sessions.get(element.mac)
+            else:
+                if by_address is None:
+                    by_address = {a: s for s in self.sessions.values()
+                                  for a in (s.ipv4, *s.ipv6)}
+                owner = by_address.get(element.ip)
+            if owner is not None:
+                owners[owner.mac] = owner
+        return list(owners.values())
 
     def _forget_recreated(self, elements: Iterable[Element]) -> list[Session]:
         """Sessions whose elements were (re-)created at zero forget their last readings."""
@@ -218,8 +517,9 @@ class Gateway:
         staged: list[tuple[str, Command, Result]] = []
         for entry_id, command in parsed:
             staged.append((entry_id, command, self._prepare(command, change, now)))
+        self._final_readings(change, now)
         try:
-            self.nft.apply(change.nft)
+            self._apply(change)
         except NftError as error:
             # One bad command must not sink the others: apply them one by one.
             log.warning("batch of %d commands refused, applying one by one error=%s",
@@ -229,8 +529,9 @@ class Gateway:
                 single = Change()
                 result = self._prepare(command, single, now)
                 if result.ok:
+                    self._final_readings(single, now)
                     try:
-                        self.nft.apply(single.nft)
+                        self._apply(single)
                     except NftError as single_error:
                         result = Result(False, f"the firewall refused it: {single_error}")
                     else:
@@ -243,6 +544,24 @@ class Gateway:
         for entry_id, _command, result in staged:
             results[entry_id] = result
         self._finish(entries, results, [change])
+
+    def _final_readings(self, change: Change, now: float) -> None:
+        """Count what the elements of the sessions a change ends hold now, before they go.
+
+        The last sweep may be a second old: without this, what a device moved since
+        would be lost with the elements (one read for the whole burst).
+        """
+        if not change.replaced:
+            return
+        readings = self.nft.client_elements() or {}
+        for session in change.replaced:
+            account(session, readings, now)
+            successor = change.sessions.get(session.mac)
+            if successor is not None and successor is not session:
+                # The same device at a new address: its session goes on with these counts.
+                for name in ("bytes_up", "bytes_down", "packets_up", "packets_down",
+                             "last_activity_at"):
+                    setattr(successor, name, getattr(session, name))
 
     def _probe_unknown(self, commands: Iterable[Command]) -> None:
         """ARP-probe, all at once, the addresses of a burst that no neighbour entry names."""
@@ -262,14 +581,25 @@ class Gateway:
 
     def _finish(self, entries: list[tuple[str, dict[str, str]]], results: dict[str, Result],
                 changes: list[Change]) -> None:
-        """Persist what the kernel accepted and acknowledge every entry, in one MULTI/EXEC."""
-        pipe = self.store.pipeline()
-        for change in changes:
-            self._persist_change(change, pipe)
-        self.store.acknowledge(((entry_id, results[entry_id]) for entry_id, _ in entries), pipe)
-        self.store.execute(pipe)
+        """Persist what the kernel accepted and acknowledge every entry, in one MULTI/EXEC.
+
+        If Redis fails here, memory (which matches the kernel) is written back
+        when it returns, and the entries, still pending, are read again and
+        answered then (applying a command twice changes nothing the second time).
+        """
         for result in results.values():
             self.stats["commands_ok" if result.ok else "commands_failed"] += 1
+        try:
+            pipe = self.store.pipeline()
+            for change in changes:
+                self._persist_change(change, pipe)
+            self.store.acknowledge(((entry_id, results[entry_id]) for entry_id, _ in entries),
+                                   pipe)
+            self.store.execute(pipe)
+            self._send_records()
+        except StoreError:
+            self.dirty = True
+            raise
 
     def _current(self, change: Change, mac: str) -> Session | None:
         if mac in change.sessions:
@@ -300,7 +630,17 @@ class Gateway:
         change.ended[session.mac] = (session, reason)
         change.replaced.append(session)
         change.nft += ruleset.delete_client_elements(session.elements())
+        change.nft += self._unshape(session, change)
         change.cut_addresses += [session.ipv4, *session.ipv6]
+
+    @staticmethod
+    def _unshape(session: Session, change: Change) -> list[Json]:
+        """Commands that unmap a session's addresses; its class goes once the batch landed."""
+        if not session.class_minor:
+            return []
+        change.classes_removed.append(session.class_minor)
+        target = classid(session.class_minor)
+        return ruleset.delete_shape_elements((a, target) for a in (session.ipv4, *session.ipv6))
 
     def _prepare(self, command: Command, change: Change, now: float) -> Result:
         """Stage one command into ``change``; the Result it will get if the batch lands."""
@@ -317,11 +657,15 @@ class Gateway:
         try:
             if command.verb is Verb.AUTHORIZE:
                 return self._prepare_authorize(command, change, now)
-            if command.verb is Verb.DEAUTHORIZE:
+            if command.verb in (Verb.DEAUTHORIZE, Verb.RATE, Verb.EXTEND):
                 session = self._find(change, str(command.ip) if command.ip else None, command.mac)
                 if session is None:
                     target = command.mac or command.ip
                     return Result(False, f"no authorised client at {target}")
+                if command.verb is Verb.RATE:
+                    return self._prepare_rate(command, session, change, now)
+                if command.verb is Verb.EXTEND:
+                    return self._prepare_extend(command, session, change, now)
                 self._end(change, session, EndReason.ADMIN_RESET)
                 return Result(True, f"deauthorised {session.ipv4} ({session.mac})",
                               {"ip": session.ipv4, "mac": session.mac})
@@ -351,30 +695,118 @@ class Gateway:
         if holder is not None and holder.mac != mac:
             # The address moved to another device (DHCP reassigned it): the old session ends.
             self._end(change, holder, EndReason.LOST_CARRIER)
-        hard = command.timeout_s or self.config.session.hard_timeout_s
-        ipv6 = [a for a, m in self._safe_ipv6_neighbours() if m == mac][:MAX_IPV6_PER_CLIENT]
-        session = Session(
-            mac=mac, ipv4=ip, ipv6=ipv6, started_at=now, expires_at=now + hard,
-            idle_timeout_s=self.config.session.idle_timeout_s, last_activity_at=now,
-            authorized_by=command.by, terms_version=command.terms_version, via=command.via,
-            code_batch=command.code_batch,
-        )
         if existing is not None:
             # The same device with a new address (DHCP changed it): the session goes
-            # on, with its start, its hard timeout and its counts; only the elements move.
+            # on, with its start, plan, class, quota and counts; only the addresses move.
             self._end(change, existing, EndReason.LOST_CARRIER)
             change.ended.pop(mac, None)
-            session.started_at = existing.started_at
-            session.expires_at = existing.expires_at
-            session.authorized_by = existing.authorized_by
-            session.bytes_up, session.bytes_down = existing.bytes_up, existing.bytes_down
-            session.packets_up = existing.packets_up
-            session.packets_down = existing.packets_down
+            change.classes_removed = [m for m in change.classes_removed
+                                      if m != existing.class_minor]
+            ipv6 = [a for a, m in self._safe_ipv6_neighbours() if m == mac]
+            session = dataclasses.replace(
+                existing, ipv4=ip, ipv6=ipv6[:MAX_IPV6_PER_CLIENT], kernel={},
+                lease_expires_at=0.0, _cache=None)
+        else:
+            plan_config = self.config.plans.get(command.plan or self.config.session.default_plan)
+            if plan_config is None:
+                return Result(False, f"no plan named {command.plan!r} on this gateway "
+                                     f"(known: {', '.join(sorted(self.config.plans))})")
+            refusal = self._over_quota(mac, plan_config, now)
+            if refusal is not None:
+                return refusal
+            session = self._new_session(command, plan_config, ip, mac, now)
+            change.started.append(session)
+            rate = ClientRate(session.down_bps, session.up_bps)
+            if self._needs_class(rate):
+                session.class_minor = self.minors.allocate()
+                change.minors_allocated.append(session.class_minor)
+                change.classes_set.append((session.class_minor, rate))
         change.sessions[mac] = session
         timeout_s = session.remaining_s(now)
         change.nft += ruleset.add_client_elements((e, timeout_s) for e in session.elements())
-        return Result(True, f"authorised {ip} ({mac}) for {timeout_s} s",
-                      {"ip": ip, "mac": mac, "expires_at": session.expires_at})
+        change.nft += ruleset.add_shape_elements(self._shape_entries(session, now))
+        return Result(True, f"authorised {ip} ({mac}) for {timeout_s} s, plan {session.plan}",
+                      {"ip": ip, "mac": mac, "expires_at": session.expires_at,
+                       "plan": session.plan})
+
+    def _new_session(self, command: Command, plan_config: PlanConfig, ip: str, mac: str,
+                     now: float) -> Session:
+        hard = command.timeout_s or plan_config.hard_timeout_s
+        ipv6 = [a for a, m in self._safe_ipv6_neighbours() if m == mac][:MAX_IPV6_PER_CLIENT]
+        return Session(
+            mac=mac, ipv4=ip, ipv6=ipv6, started_at=now, expires_at=now + hard,
+            idle_timeout_s=plan_config.idle_timeout_s, last_activity_at=now,
+            authorized_by=command.by, terms_version=command.terms_version, via=command.via,
+            code_batch=command.code_batch, session_id=secrets.token_hex(8),
+            plan=plan_config.name, down_bps=plan_config.down_bps, up_bps=plan_config.up_bps,
+            quota_bytes=plan_config.daily_quota_bytes, quota_day=self.usage_day,
+            quota_used_before=self.usage.get(mac, 0), state_since=now,
+            next_interim_at=now + self.config.accounting.interim_interval_s,
+        )
+
+    def _over_quota(self, mac: str, plan_config: PlanConfig, now: float) -> Result | None:
+        """The refusal for a device that already used its quota today, else None."""
+        quota = plan_config.daily_quota_bytes
+        used = self.usage.get(mac, 0)
+        if not quota or used < quota:
+            return None
+        reconnect_at = self._next_midnight(now)
+        when = self._local(reconnect_at).strftime("%Y-%m-%d %H:%M")
+        return Result(False, f"quota: {mac} used its {format_size(quota)} for today; "
+                             f"it may reconnect at {when}",
+                      {"reason": EndReason.QUOTA_EXCEEDED.value, "reconnect_at": reconnect_at})
+
+    def _prepare_rate(self, command: Command, session: Session, change: Change,
+                      now: float) -> Result:
+        if self.shaper is None:
+            return Result(False, "traffic shaping is not available on this gateway")
+        down = session.down_bps if command.down_bps is None else command.down_bps
+        up = session.up_bps if command.up_bps is None else command.up_bps
+        rate = ClientRate(down, up)
+        updated = dataclasses.replace(session, down_bps=down, up_bps=up,
+                                      kernel=dict(session.kernel))
+        if self._needs_class(rate):
+            if not updated.class_minor:
+                updated.class_minor = self.minors.allocate()
+                change.minors_allocated.append(updated.class_minor)
+                change.nft += ruleset.add_shape_elements(self._shape_entries(updated, now))
+            else:
+                change.classes_undo.append(
+                    (updated.class_minor, ClientRate(session.down_bps, session.up_bps)))
+            change.classes_set.append((updated.class_minor, rate))
+        elif updated.class_minor:
+            change.nft += self._unshape(updated, change)
+            updated.class_minor = 0
+        change.sessions[session.mac] = updated
+        return Result(True, f"{session.ipv4} ({session.mac}) now at {format_rate(down)} down, "
+                            f"{format_rate(up)} up",
+                      {"ip": session.ipv4, "mac": session.mac, "down_bps": down, "up_bps": up})
+
+    def _prepare_extend(self, command: Command, session: Session, change: Change,
+                        now: float) -> Result:
+        assert command.extend_s is not None
+        expires_at = min(session.expires_at + command.extend_s, now + MAX_TIMEOUT_S)
+        updated = dataclasses.replace(session, expires_at=expires_at,
+                                      kernel=dict(session.kernel))
+        # The kernel keeps an element's timeout for its life: the elements are made
+        # again with the new one. Their counters start again at zero, so first count
+        # what they hold now.
+        readings = self.nft.client_elements() or {}
+        account(updated, readings, now)
+        elements = updated.elements()
+        change.nft += ruleset.delete_client_elements(elements)
+        change.nft += ruleset.add_client_elements((e, updated.remaining_s(now)) for e in elements)
+        for element in elements:
+            forget_element(updated, element)
+        if updated.class_minor:
+            target = classid(updated.class_minor)
+            change.nft += ruleset.delete_shape_elements(
+                (a, target) for a in (updated.ipv4, *updated.ipv6))
+            change.nft += ruleset.add_shape_elements(self._shape_entries(updated, now))
+        change.sessions[session.mac] = updated
+        left = round(expires_at - now)
+        return Result(True, f"{session.ipv4} ({session.mac}) extended: {left} s left",
+                      {"ip": session.ipv4, "mac": session.mac, "expires_at": expires_at})
 
     def _prepare_mac_list(self, command: Command, mac: str, change: Change) -> Result:
         verb = command.verb
@@ -438,8 +870,12 @@ class Gateway:
                 log.info("session started mac=%s ip=%s expires_in_s=%d by=%s", mac,
                          session.ipv4, round(session.expires_at - now),
                          session.authorized_by or "-")
+        records = [self._record(start_record, session, now) for session in change.started]
         for session, reason in change.ended.values():
             _log_ended(session, reason, now)
+            records.append(self._stop(session, reason, now))
+        self._spool(records)
+        self._release_minors(change.classes_removed)
         for mac, present in change.blocked.items():
             (self.blocked.add if present else self.blocked.discard)(mac)
             log.info("device %s mac=%s", "blocked" if present else "unblocked", mac)
@@ -457,17 +893,64 @@ class Gateway:
         # Deletes first: a session saved by this change may reuse an address just released.
         self.store.delete_sessions(change.replaced, pipe)
         self.store.save_sessions([s for s in change.sessions.values() if s is not None], pipe)
+        for session in change.started:
+            self.store.forget_ended(session.ipv4, pipe)
         for mac, present in change.blocked.items():
             self.store.change_mac_set("blocked", mac, present, pipe)
         for mac, present in change.trusted.items():
             self.store.change_mac_set("trusted", mac, present, pipe)
+        self._persist_endings(change.ended, pipe)
+
+    def _persist_endings(self, ended: dict[str, tuple[Session, EndReason]], pipe: Any) -> None:
+        """Tell the portal why sessions ended; keep today's usage of their devices."""
+        now = self.clock()
+        for session, reason in ended.values():
+            self.store.note_ended(session.ipv4, self._ended_notice(session, reason, now),
+                                  ENDED_NOTICE_TTL_S, pipe)
+        if self._usage_changed:
+            changed = {m: self.usage[m] for m in self._usage_changed if m in self.usage}
+            self.store.save_usage(self.usage_day, changed, pipe)
+            self._usage_changed.clear()
 
     def _persist(self, changed: Iterable[Session],
                  ended: dict[str, tuple[Session, EndReason]]) -> None:
+        """Write sessions and records to Redis; if it is away, memory keeps them until later."""
+        if self.dirty:
+            return  # everything is written back at once when Redis returns
+        try:
+            pipe = self.store.pipeline()
+            self.store.delete_sessions([session for session, _ in ended.values()], pipe)
+            self.store.save_sessions(changed, pipe)
+            self._persist_endings(ended, pipe)
+            self.store.execute(pipe)
+            self._send_records()
+        except StoreError as error:
+            self._note_outage(error)
+
+    def _note_outage(self, error: StoreError) -> None:
+        self.dirty = True
+        if self._outage_since is None:
+            self._outage_since = self.clock()
+            log.error("redis unavailable; clients keep their access, sweeps go on, accounting "
+                      "waits in %s error=%s", self.spool.path, error)
+
+    def write_back(self) -> None:
+        """Redis is reachable again: write memory over it, then send the spooled records."""
         pipe = self.store.pipeline()
-        self.store.delete_sessions([session for session, _ in ended.values()], pipe)
-        self.store.save_sessions(changed, pipe)
+        self.store.replace_sessions(self.sessions.values(), pipe)
+        self.store.replace_mac_set("blocked", self.blocked, pipe)
+        self.store.replace_mac_set("trusted", self.trusted, pipe)
+        if self.usage:
+            self.store.save_usage(self.usage_day, self.usage, pipe)
         self.store.execute(pipe)
+        self._usage_changed.clear()
+        pending = len(self.spool.pending())
+        self._send_records()
+        away = self.clock() - (self._outage_since or self.clock())
+        log.info("redis is back after %.0f s; wrote %d sessions and %d spooled records",
+                 away, len(self.sessions), pending)
+        self.dirty = False
+        self._outage_since = None
 
     # --- sweep ---------------------------------------------------------------------------------
 
@@ -479,17 +962,62 @@ class Gateway:
         return session
 
     def _end_due(self, now: float) -> dict[str, tuple[Session, EndReason]]:
+        """Sessions past their hard timeout or quota (at start, before the first sweep)."""
         ended: dict[str, tuple[Session, EndReason]] = {}
         for mac, session in list(self.sessions.items()):
-            reason = end_reason_due(session, now)
-            if reason is not None:
-                ended[mac] = (session, reason)
+            event = lifecycle.observed_event(session, now)
+            if event not in (Event.HARD_TIMEOUT, Event.QUOTA_USED):
+                continue
+            found = lifecycle.apply(session, event, self.config.session.idle_when_present, now)
+            if found is not None and found.reason is not None:
+                ended[mac] = (session, found.reason)
                 self._drop_session(mac)
-                _log_ended(session, reason, now)
+                _log_ended(session, found.reason, now)
         return ended
 
+    def _close(self, ended: dict[str, tuple[Session, EndReason]], now: float
+               ) -> tuple[list[Json], list[Record]]:
+        """Forget ended sessions; the commands that unmap them and their stop records.
+
+        Their set elements are left to the caller (the sweep's plan deletes them).
+        """
+        commands: list[Json] = []
+        records: list[Record] = []
+        for mac, (session, reason) in ended.items():
+            self._drop_session(mac)
+            _log_ended(session, reason, now)
+            records.append(self._stop(session, reason, now))
+            if session.class_minor:
+                target = classid(session.class_minor)
+                commands += ruleset.delete_shape_elements(
+                    (a, target) for a in (session.ipv4, *session.ipv6))
+        return commands, records
+
+    def _lease_event(self, session: Session, leases: dict[str, Lease], now: float
+                     ) -> Event | None:
+        event = lease_event(session, leases.get(session.ipv4), now)
+        if event is None:
+            self._lease_missing.discard(session.mac)
+            return None
+        # dnsmasq rewrites its file in place: a lease must be missing from two reads
+        # in a row, so that one read in the middle of a rewrite ends nobody.
+        if session.mac in self._lease_missing:
+            self._lease_missing.discard(session.mac)
+            return event
+        self._lease_missing.add(session.mac)
+        return None
+
+    def _leases(self) -> dict[str, Lease] | None:
+        try:
+            text = self.read_leases()
+        except OSError as error:
+            log.warning("cannot read the DHCP leases error=%s", error)
+            return None
+        return None if text is None else parse_leases(text)
+
     def sweep(self) -> None:
-        """Read every counter in one call; account, learn IPv6, expire, repair the kernel."""
+        """Read every counter in one call; account, learn IPv6, decide each session's fate
+        (lifecycle), write interim records, repair the kernel."""
         started = time.perf_counter()
         now = self.clock()
         self._follow_clock_step(now)
@@ -497,15 +1025,45 @@ class Gateway:
         if readings is None:
             log.warning("table inet parvis is missing; rebuilding it")
             self.reconcile(rebuild_table=True)
+            self._reconcile_shaping()
             return
         read_done = time.perf_counter()
         changed: dict[str, Session] = {}
+        day = self._day(now)
+        if day != self.usage_day:
+            self._new_day(day)
+            changed.update(self.sessions)
         missing: list[Element] = []
         for session in self.sessions.values():
             if account(session, readings, now, missing):
                 changed[session.mac] = session
         learnt = self._learn_ipv6(changed)
-        ended = self._end_due(now)
+        leases = self._leases()
+        policy = self.config.session.idle_when_present
+        interval = self.config.accounting.interim_interval_s
+        ended: dict[str, tuple[Session, EndReason]] = {}
+        probes: list[tuple[str, str]] = []
+        records: list[Record] = []
+        observe = lifecycle.observed_event
+        for mac, session in self.sessions.items():
+            event = observe(session, now)
+            if event is None and leases is not None:
+                event = self._lease_event(session, leases, now)
+            if event is not None:
+                found = lifecycle.apply(session, event, policy, now)
+                if found is not None:
+                    changed[mac] = session
+                    if found.reason is not None:
+                        ended[mac] = (session, found.reason)
+                        continue
+                    if found.action is Action.PROBE:
+                        probes.append((session.ipv4, mac))
+            if interim_due(session, now, interval):
+                records.append(self._record(interim_record, session, now))
+                schedule_next_interim(session, now, interval)
+                changed[mac] = session
+        unmap, stops = self._close(ended, now)
+        records += stops
         for mac in ended:
             changed.pop(mac, None)
         account_done = time.perf_counter()
@@ -516,14 +1074,23 @@ class Gateway:
             changes = Plan()  # the kernel holds exactly the sessions' elements
         batch = ruleset.delete_client_elements(changes.delete)
         batch += ruleset.add_client_elements(changes.add)
+        batch += unmap
+        recreated = self._owners(element for element, _ in changes.add)
+        for owner in recreated:
+            # Restored or newly learnt addresses of a shaped client join its class.
+            batch += ruleset.add_shape_elements(self._shape_entries(owner, now))
         if changes.add:
-            log.info("restoring missing firewall elements count=%d", len(changes.add))
+            log.info("adding firewall elements count=%d", len(changes.add))
         self.nft.apply(batch)
+        self._release_minors(session.class_minor for session, _ in ended.values())
         for owner in self._forget_recreated(element for element, _ in changes.add):
             changed[owner.mac] = owner
         self._cut(a for session, _ in ended.values() for a in (session.ipv4, *session.ipv6))
         plan_done = time.perf_counter()
+        self._spool(records)
         self._persist(changed.values(), ended)
+        if probes and self.prober is not None:
+            self.prober.submit(probes)
         finished = time.perf_counter()
         self.stats["sweeps"] += 1
         self.stats["sweep_ms"] = round((finished - started) * 1000, 2)
@@ -533,6 +1100,39 @@ class Gateway:
         self.stats["sweep_plan_ms"] = round((plan_done - account_done) * 1000, 2)
         self.stats["sweep_persist_ms"] = round((finished - plan_done) * 1000, 2)
         self.stats["sweep_changed"] = len(changed)
+        self.stats["sweep_ended"] = len(ended)
+
+    def handle_probe_answers(self, answers: list[tuple[str, str, bool]]) -> None:
+        """Idle devices answered (or not): keep or end their sessions, in one transaction."""
+        if not answers:
+            return
+        now = self.clock()
+        policy = self.config.session.idle_when_present
+        changed: dict[str, Session] = {}
+        ended: dict[str, tuple[Session, EndReason]] = {}
+        for ip, mac, present in answers:
+            session = self.sessions.get(mac)
+            if session is None or session.ipv4 != ip:
+                continue
+            found = lifecycle.apply(session, Event.PRESENT if present else Event.ABSENT,
+                                    policy, now)
+            if found is None:
+                continue
+            if found.reason is not None:
+                ended[mac] = (session, found.reason)
+            else:
+                changed[mac] = session
+                log.info("idle device still there mac=%s ip=%s; session goes on", mac, ip)
+        if not ended:
+            self._persist(changed.values(), {})
+            return
+        elements = [e for session, _ in ended.values() for e in session.elements()]
+        unmap, records = self._close(ended, now)
+        self.nft.apply(ruleset.delete_client_elements(elements) + unmap)
+        self._release_minors(session.class_minor for session, _ in ended.values())
+        self._cut(a for session, _ in ended.values() for a in (session.ipv4, *session.ipv6))
+        self._spool(records)
+        self._persist(changed.values(), ended)
 
     def _follow_clock_step(self, now: float) -> None:
         """Shift every session by a wall-clock step, so durations stay what they were."""
@@ -582,30 +1182,62 @@ class Gateway:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def resync(self) -> None:
+        """After a failure: make the kernel match the state again.
+
+        From Redis when it holds everything; from memory when Redis is behind
+        (it was away), so that nothing decided meanwhile is undone.
+        """
+        if self.dirty:
+            self.reconcile(rebuild_table=True)
+            self._reconcile_shaping()
+        else:
+            self.start()
+
     def run(self, stop: threading.Event, sampler: HealthSampler,
             drain_sightings: Callable[[], list[tuple[str, str | None, float]]] | None = None
             ) -> None:
-        """Serve until ``stop`` is set; a failed pass is logged and retried, never fatal."""
+        """Serve until ``stop`` is set; a failed pass is logged and retried, never fatal.
+
+        Sweeps go on while Redis is away: expiry, quotas and accounting do not
+        wait for it (records wait in the spool).
+        """
         interval = self.config.netctl.sweep_interval_s
         health_interval = self.config.netctl.health_interval_s
         next_sweep = 0.0
         next_health = 0.0
         next_prune = 0.0
+        next_store_try = 0.0
         pending_first = True
         while not stop.is_set():
+            store_ok = False
             try:
-                if self.resync_needed:
-                    self.start()
-                    self.resync_needed = False
-                    pending_first = True
-                while pending_first:
-                    # Commands read before a crash but never acknowledged come first.
-                    pending = self.store.read_commands(self.consumer, 0, COMMAND_BURST,
-                                                       pending=True)
-                    self.handle_entries(pending)
-                    pending_first = len(pending) == COMMAND_BURST
+                if time.monotonic() >= next_store_try:
+                    if self.resync_needed:
+                        self.resync()
+                        self.resync_needed = False
+                        pending_first = True
+                    if self.dirty:
+                        self.write_back()
+                        pending_first = True
+                    while pending_first:
+                        # Commands read before a crash but never acknowledged come first.
+                        pending = self.store.read_commands(self.consumer, 0, COMMAND_BURST,
+                                                           pending=True)
+                        self.handle_entries(pending)
+                        pending_first = len(pending) == COMMAND_BURST
+                    store_ok = True
+            except StoreError as error:
+                self._note_outage(error)
+                next_store_try = time.monotonic() + 1.0
+            except Exception as error:  # noqa: BLE001 - logged, then the state is rebuilt
+                self._failed(error)
+                stop.wait(1.0)
+                continue
+            try:
                 now = time.monotonic()
-                if now >= next_sweep:
+                if now >= next_sweep and not self.resync_needed:
+                    self.spool.tidy()
                     self.sweep()
                     next_sweep = now + interval
                     # Sessions are long-lived and acyclic: keep the cyclic collector
@@ -613,6 +1245,11 @@ class Gateway:
                     # 10,000 clients half as fast again). A full collection still runs
                     # at every housekeeping pass, below.
                     gc.freeze()
+                if self.prober is not None:
+                    self.handle_probe_answers(self.prober.drain())
+                if not store_ok:
+                    stop.wait(max(0.05, min(1.0, next_sweep - time.monotonic())))
+                    continue
                 if now >= next_health:
                     self.store.publish_health(
                         sampler.snapshot({"sessions": len(self.sessions), **self.stats}),
@@ -628,24 +1265,25 @@ class Gateway:
                     gc.collect()
                     next_prune = now + SEEN_PRUNE_INTERVAL_S
                 wait_ms = int(max(1, min(next_sweep, next_health) - time.monotonic()) * 1000)
-                wait_ms = max(10, min(wait_ms, 1000))
+                wait_ms = max(10, min(wait_ms, 250 if self.prober is not None else 1000))
                 entries = self.store.read_commands(self.consumer, wait_ms, COMMAND_BURST)
                 self.handle_entries(entries)
             except StoreError as error:
-                log.error("redis unavailable, clients keep their access; retrying error=%s",
-                          error)
-                self.resync_needed = True
+                self._note_outage(error)
+                pending_first = True
+                next_store_try = time.monotonic() + 1.0
+            except Exception as error:  # noqa: BLE001 - logged, then the state is rebuilt
+                self._failed(error)
                 stop.wait(1.0)
-            except NftError as error:
-                log.error("firewall update failed; reloading state and retrying error=%s "
-                          "batch_len=%d", error, len(error.batch))
-                self.resync_needed = True
-                stop.wait(1.0)
-            except Exception:
-                # The loop must survive anything one pass throws; the log carries the trace.
-                log.exception("unexpected error in netctl's loop; reloading state, continuing")
-                self.resync_needed = True
-                stop.wait(1.0)
+
+    def _failed(self, error: Exception) -> None:
+        if isinstance(error, NftError):
+            log.error("firewall update failed; rebuilding and retrying error=%s batch_len=%d",
+                      error, len(error.batch))
+        else:
+            # The loop must survive anything one pass throws; the log carries the trace.
+            log.exception("unexpected error in netctl's loop; rebuilding state, continuing")
+        self.resync_needed = True
 
 
 def _entry_time(entry_id: str) -> float:
@@ -654,6 +1292,18 @@ def _entry_time(entry_id: str) -> float:
         return int(entry_id.split("-", 1)[0]) / 1000
     except ValueError:
         return float("inf")  # not a real entry id: treat as fresh
+
+
+def _lease_file_reader(path: Path | None) -> Callable[[], str | None]:
+    """Reads dnsmasq's lease file; None when lease tracking is off or the file is not there yet."""
+    def read() -> str | None:
+        if path is None:
+            return None
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return None
+    return read
 
 
 def _log_ended(session: Session, reason: EndReason, now: float) -> None:

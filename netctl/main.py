@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
                         help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
     parser.add_argument("--flush", action="store_true",
-                        help="remove the nftables table netctl created, then exit")
+                        help="remove the nftables table and tc qdiscs netctl created, then exit")
     parser.add_argument("--check", action="store_true",
                         help="validate the configuration (interfaces, Redis) and exit")
     parser.add_argument("--version", action="version", version=f"parvis {parvis.__version__}")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Flushing needs neither Redis nor the interfaces: it must work on a broken host.
     if args.flush:
-        return _flush()
+        return _flush(config)
     problems = check_environment(config)
     if problems:
         for problem in problems:
@@ -112,10 +112,16 @@ def _close_only(config: Config) -> None:
         log.error("could not install the firewall: %s", error)
 
 
-def _flush() -> int:
+def _flush(config: Config) -> int:
     from netctl import ruleset
     from netctl.nft import Nft, NftError
+    from netctl.shaper import Shaper, ShaperError
 
+    with Shaper(config.gateway.lan_interface, config.gateway.wan_interface) as shaper:
+        try:
+            shaper.remove_all()
+        except ShaperError as error:
+            log.warning("could not remove the traffic shaping: %s", error)
     nft = Nft()
     if not nft.table_exists():
         log.info("nothing to flush: table inet parvis is not there")
@@ -125,7 +131,7 @@ def _flush() -> int:
     except NftError as error:
         print(f"parvis-netctl: {error}", file=sys.stderr)
         return EXIT_FAILED
-    log.info("flushed: table inet parvis removed")
+    log.info("flushed: table inet parvis and the shaping qdiscs removed")
     return EXIT_OK
 
 
@@ -134,7 +140,9 @@ def _serve(config: Config) -> int:
     from netctl.daemon import Gateway
     from netctl.health import HealthSampler
     from netctl.nft import Nft, NftError
-    from netctl.wire import DhcpWatcher, arp_probe
+    from netctl.prober import IdleProber
+    from netctl.shaper import Shaper, ShaperError
+    from netctl.wire import DhcpWatcher, arp_presence, arp_probe
     from parvis.store import Store, StoreError, connect
 
     stop = threading.Event()
@@ -155,13 +163,17 @@ def _serve(config: Config) -> int:
     store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
     lan = config.gateway.lan_interface
     cutter = ConnectionCutter()
+    prober = IdleProber(lambda targets: arp_presence(lan, targets))
+    shaper = Shaper(lan, config.gateway.wan_interface, config.shaping.uplink_down_bps,
+                    config.shaping.uplink_up_bps)
     gateway = Gateway(config, store, nft, probe_macs=lambda ips: arp_probe(lan, ips),
-                      cut_connections=cutter.cut)
+                      cut_connections=cutter.cut, shaper=shaper, prober=prober)
     cutter.authorised = gateway.held_addresses
     cutter.start()
+    prober.start()
     try:
         gateway.start()
-    except (StoreError, NftError) as error:
+    except (StoreError, NftError, ShaperError) as error:
         log.error("could not start: %s", error)
         return EXIT_FAILED
     watcher = DhcpWatcher(config.gateway.lan_interface)
@@ -176,6 +188,8 @@ def _serve(config: Config) -> int:
     finally:
         watcher.stop()
         cutter.stop()
+        prober.stop()
+        shaper.close()
     log.info("netctl stopped gateway=%s sessions=%d", config.gateway.id, len(gateway.sessions))
     return EXIT_OK
 

@@ -110,3 +110,18 @@ class Nft:
                 # Forget elements that are gone, so the cache cannot grow without bound.
                 self._decoded[client_set] = {k: decoded[k] for k in raw}
         return readings
+
+    def shape_elements(self) -> dict[str, str]:
+        """Address -> HTB classid of every entry of the shape maps (empty if absent)."""
+        entries: dict[str, str] = {}
+        for name in (ruleset.SHAPE4, ruleset.SHAPE6):
+            try:
+                objects = self.query([{"list": {"map": {
+                    "family": ruleset.FAMILY, "table": ruleset.TABLE, "name": name}}}])
+            except NftError:
+                continue  # the map is not there (yet)
+            for obj in objects:
+                for key, data in (obj.get("map") or {}).get("elem", []):
+                    address = key.get("elem", {}).get("val") if isinstance(key, dict) else key
+                    entries[str(address)] = str(data)
+        return entries

@@ -24,6 +24,12 @@ The shape, for the LAN interface ``lan``:
   neighbour discovery; everything else is rejected. Before login, DNS is
   limited per source address (a resolver is a tunnel otherwise).
 * ``postrouting``: the ``clients*_down`` lookup counts downstream bytes.
+* shaping: ``shape4``/``shape6`` map a shaped client's address to its HTB
+  class; ``forward`` sets the priority of forwarded packets from them (by
+  destination from the WAN to the LAN, by source the other way), which HTB on
+  the egress interface reads as the class: one hash lookup per packet whatever
+  the number of clients, no tc filters. The priority survives masquerade, and
+  the gateway's own traffic (DNS answers, the portal) is never shaped.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ GARDEN_NAMES_TIMEOUT_S = 6 * 3600
 DNS_METER4 = "dns_meter4"
 DNS_METER6 = "dns_meter6"
 DNS_RATE_BEFORE_LOGIN = 30
+SHAPE4 = "shape4"
+SHAPE6 = "shape6"
 DNS_BURST_BEFORE_LOGIN = 60
 
 _CLIENT_SET_TYPES: dict[ClientSet, list[str] | str] = {
@@ -184,6 +192,16 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
         ],
         "nat_prerouting": nat_prerouting,
         "forward": [
+            # Shaping classifies forwarded traffic only: the gateway's own answers
+            # (DNS, the portal) are never held back by a client's rate.
+            *([_iif(lan), _oif(wan),
+               {"mangle": {"key": _meta("priority"), "value": {"map": {
+                   "key": _payload(family, "saddr"), "data": "@" + shape}}}}]
+              for family, shape in (("ip", SHAPE4), ("ip6", SHAPE6))),
+            *([_iif(wan), _oif(lan),
+               {"mangle": {"key": _meta("priority"), "value": {"map": {
+                   "key": _payload(family, "daddr"), "data": "@" + shape}}}}]
+              for family, shape in (("ip", SHAPE4), ("ip6", SHAPE6))),
             [_iif(lan), {"jump": {"target": "lan_out"}}],
             [_oif(lan), _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
              ACCEPT],
@@ -258,6 +276,8 @@ def set_definitions() -> list[Json]:
          "timeout": GARDEN_NAMES_TIMEOUT_S},
         {**_set_definition(GARDEN_NAMES6, "ipv6_addr", ["timeout"]),
          "timeout": GARDEN_NAMES_TIMEOUT_S},
+        {**_set_definition(SHAPE4, "ipv4_addr", ["timeout"]), "map": "classid"},
+        {**_set_definition(SHAPE6, "ipv6_addr", ["timeout"]), "map": "classid"},
         {**_set_definition(DNS_METER4, "ipv4_addr", ["timeout"]), "timeout": 60},
         {**_set_definition(DNS_METER6, "ipv6_addr", ["timeout"]), "timeout": 60},
     ]
@@ -375,6 +395,35 @@ def delete_client_elements(elements: Iterable[Element]) -> list[Json]:
         commands.append({"add": {"element": {**target, "elem": [
             {"elem": {"val": v, "timeout": 1}} for v in values]}}})
         commands.append({"delete": {"element": {**target, "elem": values}}})
+    return commands
+
+
+def add_shape_elements(entries: Iterable[tuple[str, str, int]]) -> list[Json]:
+    """Commands that map client addresses to HTB classes: (address, classid, timeout_s)."""
+    by_map: dict[str, list[Any]] = {}
+    for address, classid, timeout_s in entries:
+        name = SHAPE6 if ":" in address else SHAPE4
+        by_map.setdefault(name, []).append(
+            [{"elem": {"val": address, "timeout": max(1, int(timeout_s))}}, classid])
+    return [{"add": {"element": {"family": FAMILY, "table": TABLE, "name": name, "elem": e}}}
+            for name, e in sorted(by_map.items())]
+
+
+def delete_shape_elements(entries: Iterable[tuple[str, str]]) -> list[Json]:
+    """Commands that unmap client addresses: (address, classid it is mapped to).
+
+    The classid is needed because the add-before-delete that makes a missing
+    element harmless must carry the same data as an element already there.
+    """
+    commands: list[Json] = []
+    by_map: dict[str, list[tuple[str, str]]] = {}
+    for address, classid in entries:
+        by_map.setdefault(SHAPE6 if ":" in address else SHAPE4, []).append((address, classid))
+    for name, pairs in sorted(by_map.items()):
+        target: Json = {"family": FAMILY, "table": TABLE, "name": name}
+        commands.append({"add": {"element": {**target, "elem": [
+            [{"elem": {"val": a, "timeout": 1}}, c] for a, c in pairs]}}})
+        commands.append({"delete": {"element": {**target, "elem": [a for a, _ in pairs]}}})
     return commands
 
 

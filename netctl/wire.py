@@ -125,3 +125,32 @@ def arp_probe(interface: str, ips: list[str], timeout_s: float = 0.5) -> dict[st
             except AddressError:
                 continue
     return found
+
+
+def arp_presence(interface: str, targets: list[tuple[str, str]], timeout_s: float = 1.0,
+                 tries: int = 3) -> set[str]:
+    """Which of the (address, MAC) pairs answer a unicast ARP request; raises OSError.
+
+    Unicast to the MAC netctl knows, as the kernel's own neighbour probes are, so
+    only that device is asked; a phone asleep may miss one request, so each is
+    sent ``tries`` times. A failure to send raises instead of reporting everyone
+    absent: an idle probe that cannot run must never end sessions.
+    """
+    if not targets:
+        return set()
+    wanted = dict(targets)
+    answered, _unanswered = srp(
+        [Ether(dst=mac) / ARP(pdst=ip, hwdst=mac) for ip, mac in targets],
+        iface=interface, timeout=timeout_s / tries, retry=tries - 1, verbose=False)
+    present: set[str] = set()
+    for _sent, reply in answered:
+        if ARP not in reply:
+            continue
+        ip = str(reply[ARP].psrc)
+        try:
+            mac = parse_mac(reply[ARP].hwsrc)
+        except AddressError:
+            continue
+        if wanted.get(ip) == mac:
+            present.add(ip)
+    return present

@@ -24,6 +24,8 @@ from parvis.core import dnsmasq
 from parvis.core.addresses import AddressError, looks_like_mac, parse_client_ip, parse_mac
 from parvis.core.commands import Command, Verb
 from parvis.core.config import DEFAULT_CONFIG_PATH, ConfigError, config_problem, load_config
+from parvis.core.sessions import quota_left
+from parvis.core.units import parse_rate
 from parvis.store import Store, StoreError, check_reachable, connect
 
 EXIT_OK = 0
@@ -54,9 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     auth.add_argument("address")
     auth.add_argument("--mac", help="expected MAC (refused if the LAN says otherwise)")
     auth.add_argument("--timeout-s", type=int, dest="timeout_s",
-                      help="session length in seconds (default: [session] hard_timeout_s)")
+                      help="session length in seconds (default: the plan's hard_timeout_s)")
+    auth.add_argument("--plan", default="", help="plan to grant (default: [session] default_plan)")
     deauth = sub.add_parser("deauth", help="end a device's session (by address or MAC)")
     deauth.add_argument("target", metavar="ADDRESS|MAC")
+    rate = sub.add_parser("rate", help="change a live session's rates (e.g. --down 20M --up 5M)")
+    rate.add_argument("target", metavar="ADDRESS|MAC")
+    rate.add_argument("--down", type=_rate, help="download rate in bits/s (k, M, G; 0 = not "
+                                                 "shaped)")
+    rate.add_argument("--up", type=_rate, help="upload rate in bits/s (k, M, G; 0 = not shaped)")
+    extend = sub.add_parser("extend", help="give a live session more time (e.g. 1h, 30m)")
+    extend.add_argument("target", metavar="ADDRESS|MAC")
+    extend.add_argument("duration", type=_duration_in(1, 7 * 86400, "1s and 7d"),
+                        metavar="DURATION")
     for verb, text in (("block", "block a MAC: no access at all, not even the portal"),
                        ("unblock", "unblock a MAC"),
                        ("trust", "let a MAC through without the portal"),
@@ -77,14 +89,22 @@ def _command(args: argparse.Namespace) -> Command:
             if args.timeout_s is not None and not 1 <= args.timeout_s <= 7 * 86400:
                 raise UsageError("--timeout-s must be between 1 and 604800")
             return Command(Verb.AUTHORIZE, ip=address, mac=mac,
-                           timeout_s=args.timeout_s, by="parvisctl")
-        if args.action == "deauth":
+                           timeout_s=args.timeout_s, by="parvisctl", plan=args.plan)
+        if args.action in ("deauth", "rate", "extend"):
+            if args.action == "rate" and args.down is None and args.up is None:
+                raise UsageError("rate needs --down, --up or both")
+            details: dict[str, Any] = {
+                "deauth": {}, "rate": {"down_bps": getattr(args, "down", None),
+                                       "up_bps": getattr(args, "up", None)},
+                "extend": {"extend_s": getattr(args, "duration", None)}}[args.action]
+            verb = {"deauth": Verb.DEAUTHORIZE, "rate": Verb.RATE,
+                    "extend": Verb.EXTEND}[args.action]
             if looks_like_mac(args.target):
-                return Command(Verb.DEAUTHORIZE, mac=parse_mac(args.target), by="parvisctl")
+                return Command(verb, mac=parse_mac(args.target), by="parvisctl", **details)
             address = parse_client_ip(args.target)
             if not isinstance(address, ipaddress.IPv4Address):
                 raise UsageError(f"{args.target}: give the device's IPv4 address or its MAC")
-            return Command(Verb.DEAUTHORIZE, ip=address, by="parvisctl")
+            return Command(verb, ip=address, by="parvisctl", **details)
         verb = {"block": Verb.BLOCK, "unblock": Verb.UNBLOCK,
                 "trust": Verb.TRUST, "untrust": Verb.UNTRUST}[args.action]
         return Command(verb, mac=parse_mac(args.mac), by="parvisctl")
@@ -117,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(e.g. `head -c 32 /dev/urandom | base64 > FILE`), the portal's own"),
                 file=sys.stderr)
             return EXIT_USAGE
+    if getattr(args, "plan", "") and args.plan not in config.plans:
+        # A plan netctl does not know would fail every redemption: refuse it now.
+        print(f"parvisctl: --plan {args.plan!r} is not a plan of {config.path} "
+              f"(known plans: {', '.join(sorted(config.plans))})", file=sys.stderr)
+        return EXIT_USAGE
     reason = check_reachable(config.redis.url, config.redis.timeout_s)
     if reason is not None:
         print("parvisctl: " + config_problem(config.path, "redis", "url",
@@ -218,7 +243,10 @@ def client_rows(store: Store) -> list[dict[str, Any]]:
         rows[mac] = {"address": session.ipv4, "ipv6": session.ipv6, "mac": mac,
                      "state": "authorized", "since": session.started_at,
                      "expires_at": session.expires_at,
-                     "bytes_up": session.bytes_up, "bytes_down": session.bytes_down}
+                     "bytes_up": session.bytes_up, "bytes_down": session.bytes_down,
+                     "plan": session.plan, "down_bps": session.down_bps,
+                     "up_bps": session.up_bps, "quota_left": quota_left(session),
+                     "idle": session.state != "active"}
     for mac in store.mac_set("blocked"):
         rows.setdefault(mac, {"address": seen.get(mac, {}).get("ipv4"), "ipv6": [], "mac": mac,
                               "since": None, "expires_at": None, "bytes_up": 0, "bytes_down": 0})
@@ -235,13 +263,20 @@ def _clients(store: Store, as_json: bool) -> int:
     if not rows:
         print("no clients")
         return EXIT_OK
-    header = f"{'ADDRESS':<16} {'MAC':<17} {'STATE':<10} {'SINCE':<19} {'UP':>10} {'DOWN':>10}"
+    header = (f"{'ADDRESS':<16} {'MAC':<17} {'STATE':<10} {'SINCE':<19} {'LEFT':>8} "
+              f"{'PLAN':<10} {'RATE DOWN/UP':<22} {'UP':>10} {'DOWN':>10} {'QUOTA LEFT':>10}")
     print(header)
+    now = time.time()
     for row in rows:
         since = (datetime.fromtimestamp(row["since"]).strftime("%Y-%m-%d %H:%M:%S")
                  if row["since"] else "-")
+        left = _duration(row["expires_at"] - now) if row["expires_at"] else "-"
+        rates = (f"{_bits(row['down_bps'] or None)}/{_bits(row['up_bps'] or None)}"
+                 if "plan" in row else "-")
+        quota = "-" if row.get("quota_left") is None else _bytes(row["quota_left"])
         print(f"{row['address'] or '-':<16} {row['mac']:<17} {row['state']:<10} {since:<19} "
-              f"{_bytes(row['bytes_up']):>10} {_bytes(row['bytes_down']):>10}")
+              f"{left:>8} {row.get('plan') or '-':<10} {rates:<22} "
+              f"{_bytes(row['bytes_up']):>10} {_bytes(row['bytes_down']):>10} {quota:>10}")
     return EXIT_OK
 
 
@@ -273,6 +308,14 @@ def _duration(seconds: float) -> str:
 
 
 # --- codes: access codes for events (docs/codes.md) -------------------------------------------
+
+
+def _rate(text: str) -> int:
+    """An argparse type: a rate in bits/s such as 20M."""
+    try:
+        return parse_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -316,7 +359,10 @@ def _add_codes_parser(sub: Any) -> None:
     create.add_argument("--session", dest="session_s", metavar="DURATION",
                         type=_duration_in(access_codes.MIN_SESSION_S,
                                           access_codes.MAX_SESSION_S, "from 1m to 7d"),
-                        help="session length granted (default: [session] hard_timeout_s)")
+                        help="session length granted (default: the plan's hard_timeout_s)")
+    create.add_argument("--plan", default="", metavar="NAME",
+                        help="the plan its sessions get, from [plans] in the configuration "
+                             "(default: [session] default_plan)")
     create.add_argument("--note", default="", help="what the batch is for (shown in lists)")
     create.add_argument("--csv", action="store_true", help="CSV with a header line")
     listing = actions.add_parser("list", help="batches with their use so far")
@@ -331,7 +377,7 @@ def _codes(store: Store, args: argparse.Namespace, key: bytes | None) -> int:
         try:
             batch, codes = store.create_code_batch(
                 args.count, args.valid_for_s, args.uses, args.session_s, args.note, key,
-                time.time())
+                time.time(), plan=args.plan)
         except ValueError as error:
             raise UsageError(str(error)) from None
         _print_codes(batch, codes, args.csv)
@@ -372,13 +418,14 @@ def _list_batches(batches: list[access_codes.CodeBatch], as_json: bool) -> int:
         print("no code batches")
         return EXIT_OK
     print(f"{'BATCH':<15} {'CREATED':<16} {'VALID UNTIL':<16} {'STATE':<8} {'CODES':>6} "
-          f"{'USED UP':>7} {'USES':>5} {'SESSION':>8}  NOTE")
+          f"{'USED UP':>7} {'USES':>5} {'SESSION':>8} {'PLAN':<12}  NOTE")
     for b in batches:
         created = datetime.fromtimestamp(b.created_at).strftime("%Y-%m-%d %H:%M")
         until = datetime.fromtimestamp(b.valid_until).strftime("%Y-%m-%d %H:%M")
         session = _duration(b.session_s) if b.session_s is not None else "default"
         print(f"{b.id:<15} {created:<16} {until:<16} {b.state(now):<8} {b.count:>6} "
-              f"{b.codes_used_up:>7} {b.uses:>5} {session:>8}  {b.note}")
+              f"{b.codes_used_up:>7} {b.uses:>5} {session:>8} {b.plan or 'default':<12}  "
+              f"{b.note}")
     return EXIT_OK
 
 

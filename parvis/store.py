@@ -16,10 +16,11 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import redis
 
+from parvis.core.accounting import Record, compare_ids, parse_id
 from parvis.core.codes import (
     BATCH_RETENTION_S,
     CODE_KEY_GRACE_S,
@@ -38,11 +39,26 @@ from parvis.core.sessions import Session
 COMMAND_GROUP = "netctl"
 REPLY_TTL_S = 120
 SEEN_RETENTION_S = 24 * 3600  # devices seen but never authorised: live state only
+ENDED_TTL_S = 12 * 3600  # why a session ended, kept for the portal to explain
 STREAM_MAX_LEN = 100_000
+USAGE_TTL_S = 2 * 86400
+# Accounting records per MULTI/EXEC: a replay after a long outage does not hold Redis long.
+ACCOUNTING_CHUNK = 1000
 
 
 class StoreError(Exception):
     """Redis could not be reached or refused an operation; says which key or action."""
+
+
+class Appended(NamedTuple):
+    """What :meth:`Store.append_records` did with a batch of records."""
+
+    written: int
+    # Refused because the stream already holds them (a replay), or already aged out.
+    duplicates: int
+    # Refused, yet not in the stream: their ids were taken (a second writer of the
+    # stream, or a clock set back with the spool lost). Re-issue them under new ids.
+    stale: tuple[Record, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,12 @@ class Keys:
         """SET of MACs trusted at run time (the config's list comes on top)."""
         return f"{self.prefix}:trusted"
 
+    def usage(self, day: str) -> str:
+        """HASH MAC -> bytes the device used on ``day`` (YYYY-MM-DD, the town's date) in
+        sessions that ended: what a new session of the day starts its quota from.
+        Expires USAGE_TTL_S after it was last written."""
+        return f"{self.prefix}:usage:{day}"
+
     @property
     def seen(self) -> str:
         """HASH MAC -> JSON {first_seen, last_seen, ipv4}: devices seen by DHCP."""
@@ -101,6 +123,18 @@ class Keys:
         """STRING JSON {at, pid, version}, expiring when netctl stops."""
         return f"{self.prefix}:heartbeat"
 
+    @property
+    def accounting(self) -> str:
+        """STREAM of accounting records (parvis.core.accounting.Record fields), entry id =
+        the record's own id; trimmed to the retention window (they name MACs and IPs)."""
+        return f"{self.prefix}:accounting"
+
+    def ended(self, client_ip: str) -> str:
+        """STRING JSON {reason, ended_at, reconnect_at, plan, quota_bytes, hard_timeout_s,
+        idle_timeout_s}: why the last session of this IPv4 address ended, for the portal
+        to tell the resident; expires after ENDED_TTL_S."""
+        return f"{self.prefix}:ended:{client_ip}"
+
     # --- town-wide keys: access codes and hand-off nonces (not scoped by gateway) ---------
 
     CODE_BATCHES = "parvis:codes:batches"  # ZSET batch id scored by creation time
@@ -108,7 +142,7 @@ class Keys:
 
     @staticmethod
     def code_batch(batch_id: str) -> str:
-        """HASH of a code batch (created_at, valid_until, uses, session_s, note, count,
+        """HASH of a code batch (created_at, valid_until, uses, session_s, note, count, plan,
         redemptions, used_up, revoked), expiring BATCH_RETENTION_S after valid_until."""
         return f"{Keys.CODE_BATCH_PREFIX}{batch_id}"
 
@@ -306,6 +340,38 @@ class Store:
             target.hdel(self.keys.sessions_by_ip, *addresses)
 
     @_redis_errors
+    def replace_sessions(self, sessions: Iterable[Session], pipe: Any = None) -> None:
+        """Make the sessions hash and its index hold exactly these (netctl's write-back)."""
+        target = pipe or self.client
+        target.delete(self.keys.sessions, self.keys.sessions_by_ip)
+        self.save_sessions(sessions, target)
+
+    @_redis_errors
+    def replace_mac_set(self, which: str, macs: Iterable[str], pipe: Any = None) -> None:
+        """Make the run-time ``blocked`` or ``trusted`` set hold exactly ``macs``."""
+        key = self.keys.blocked if which == "blocked" else self.keys.trusted
+        target = pipe or self.client
+        target.delete(key)
+        macs = sorted(macs)
+        if macs:
+            target.sadd(key, *macs)
+
+    @_redis_errors
+    def usage(self, day: str) -> dict[str, int]:
+        """Bytes each device used on ``day`` (local date) in sessions that ended."""
+        return {mac: int(value) for mac, value in
+                self.client.hgetall(self.keys.usage(day)).items() if value.isdigit()}
+
+    @_redis_errors
+    def save_usage(self, day: str, usage: Mapping[str, int], pipe: Any = None) -> None:
+        """Record devices' usage on ``day``; it expires two days later (live state only)."""
+        if not usage:
+            return
+        target = pipe or self.client
+        target.hset(self.keys.usage(day), mapping={m: str(v) for m, v in usage.items()})
+        target.expire(self.keys.usage(day), USAGE_TTL_S)
+
+    @_redis_errors
     def session_for_ip(self, ipv4: str) -> Session | None:
         """The session holding this IPv4 address, if any (what the portal asks)."""
         mac = self.client.hget(self.keys.sessions_by_ip, ipv4)
@@ -316,6 +382,33 @@ class Store:
             return None
         session = Session.from_json(text)
         return session if session.ipv4 == ipv4 else None
+
+    @_redis_errors
+    def note_ended(self, client_ip: str, info: Mapping[str, Any], ttl_s: int = ENDED_TTL_S,
+                   pipe: Any = None) -> None:
+        """Record why the session of this IPv4 address ended (``Keys.ended``), for ``ttl_s``."""
+        if ttl_s < 1:
+            raise ValueError(f"ttl_s must be at least 1, got {ttl_s}")
+        target = pipe or self.client
+        target.set(self.keys.ended(client_ip), json.dumps(dict(info), separators=(",", ":")),
+                   ex=ttl_s)
+
+    @_redis_errors
+    def forget_ended(self, client_ip: str, pipe: Any = None) -> None:
+        """Drop the end record of this address (a new session began on it)."""
+        (pipe or self.client).delete(self.keys.ended(client_ip))
+
+    @_redis_errors
+    def ended_for_ip(self, client_ip: str) -> dict[str, Any] | None:
+        """Why the last session of this address ended, or None (none kept, or unreadable)."""
+        text = self.client.get(self.keys.ended(client_ip))
+        if not text:
+            return None
+        try:
+            info = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        return info if isinstance(info, dict) else None
 
     @_redis_errors
     def mac_set(self, which: str) -> set[str]:
@@ -412,6 +505,90 @@ class Store:
         """Every gateway id that has published a heartbeat on this Redis."""
         return sorted(self.client.smembers(Keys.GATEWAYS))
 
+    # --- accounting records (netctl/spool.py says why each lands exactly once) ---------------
+
+    @_redis_errors
+    def append_records(self, records: Iterable[Record], retention_s: int,
+                       now: float | None = None) -> Appended:
+        """Add records to the accounting stream under their own ids, in id order.
+
+        Redis refuses an id not above the stream's top: a refused record found in
+        the stream with the same fields was written before (a replay after a lost
+        reply or a crash) and counts as a duplicate. Every ACCOUNTING_CHUNK records
+        go in one MULTI/EXEC, so a chunk Redis refuses (out of memory, read-only)
+        lands not at all: never a hole behind the top that a replay would take for
+        a duplicate. Then records older than ``retention_s`` are trimmed away.
+        Ids must increase (ValueError otherwise).
+        """
+        records = list(records)
+        for before, after in zip(records, records[1:], strict=False):
+            if compare_ids(before.id, after.id) >= 0:
+                raise ValueError(f"record ids must increase: {after.id} after {before.id}")
+        min_ms = _retention_floor_ms(retention_s, now)
+        if not records:
+            return Appended(0, 0)
+        key = self.keys.accounting
+        written, refused = 0, []
+        for first in range(0, len(records), ACCOUNTING_CHUNK):
+            chunk = records[first:first + ACCOUNTING_CHUNK]
+            pipe = self.client.pipeline(transaction=True)
+            for record in chunk:
+                pipe.xadd(key, record.to_fields(), id=record.id)
+            for record, result in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+                if not isinstance(result, Exception):
+                    written += 1
+                elif "equal or smaller than the target stream top item" in str(result):
+                    refused.append(record)
+                else:
+                    raise StoreError(f"adding record {record.id} to {key}: {result}")
+        duplicates, stale = 0, []
+        if refused:
+            pipe = self.client.pipeline(transaction=False)
+            for record in refused:
+                pipe.xrange(key, record.id, record.id)
+            for record, found in zip(refused, pipe.execute(), strict=True):
+                if found and found[0][1] == record.to_fields():
+                    duplicates += 1
+                elif not found and parse_id(record.id)[0] < min_ms:
+                    duplicates += 1  # written then trimmed, or not: past retention either way
+                else:
+                    stale.append(record)
+        self.client.xtrim(key, minid=f"{min_ms}-0", approximate=False)
+        return Appended(written, duplicates, tuple(stale))
+
+    @_redis_errors
+    def trim_records(self, retention_s: int, now: float | None = None) -> int:
+        """Drop accounting records older than ``retention_s``; return how many went.
+
+        append_records trims too; this is for a gateway that writes nothing for long.
+        """
+        floor = f"{_retention_floor_ms(retention_s, now)}-0"
+        return int(self.client.xtrim(self.keys.accounting, minid=floor, approximate=False))
+
+    @_redis_errors
+    def last_record_id(self) -> str | None:
+        """The highest id the accounting stream ever took (kept when trimmed), or None."""
+        try:
+            info = self.client.xinfo_stream(self.keys.accounting)
+        except redis.ResponseError as error:
+            if "no such key" in str(error).lower():
+                return None
+            raise
+        return str(info["last-generated-id"])
+
+    @_redis_errors
+    def accounting_records(self, start: str = "-", end: str = "+",
+                           count: int | None = None) -> list[Record]:
+        """The accounting records with ids from ``start`` to ``end`` (inclusive), oldest first."""
+        key = self.keys.accounting
+        records = []
+        for entry_id, entry in self.client.xrange(key, start, end, count=count):
+            try:
+                records.append(Record.from_fields(str(entry_id), dict(entry)))
+            except ValueError as error:
+                raise StoreError(f"reading {key}: {error}") from error
+        return records
+
     # =========================================================================================
     # Access codes and hand-off nonces: town-wide, shared by every gateway (docs/codes.md).
     # Codes are stored only under their keyed hash (parvis.core.codes.code_id).
@@ -425,7 +602,7 @@ class Store:
     local batch = redis.call('HGET', KEYS[1], 'batch')
     if not batch then return {'unknown'} end
     local bkey = ARGV[2] .. batch
-    local info = redis.call('HMGET', bkey, 'revoked', 'valid_until', 'session_s')
+    local info = redis.call('HMGET', bkey, 'revoked', 'valid_until', 'session_s', 'plan')
     if not info[2] then return {'unknown'} end
     if info[1] == '1' then return {'revoked', batch} end
     if tonumber(ARGV[1]) >= tonumber(info[2]) then return {'expired', batch} end
@@ -434,7 +611,7 @@ class Store:
     left = redis.call('HINCRBY', KEYS[1], 'uses_left', -1)
     redis.call('HINCRBY', bkey, 'redemptions', 1)
     if left == 0 then redis.call('HINCRBY', bkey, 'used_up', 1) end
-    return {'ok', batch, info[3] or ''}
+    return {'ok', batch, info[3] or '', info[4] or ''}
     """
 
     # Checked and set in one step so that revoking a batch that expires meanwhile
@@ -454,17 +631,21 @@ class Store:
 
     @_redis_errors
     def create_code_batch(self, count: int, valid_for_s: int, uses: int, session_s: int | None,
-                          note: str, key: bytes, now: float) -> tuple[CodeBatch, list[str]]:
+                          note: str, key: bytes, now: float,
+                          plan: str = "") -> tuple[CodeBatch, list[str]]:
         """Make a batch of codes; return it and its plaintext codes (shown this once only).
 
-        Raises ValueError when an argument is out of range (parvis.core.codes limits).
+        ``plan`` names the plan its sessions get ("" = the default plan); the
+        caller checks it against the configuration. Raises ValueError when an
+        argument is out of range (parvis.core.codes limits).
         """
-        check_batch_request(count, valid_for_s, uses, session_s, note)
+        check_batch_request(count, valid_for_s, uses, session_s, note, plan)
         codes = generate_codes(count)
         valid_until = now + valid_for_s
         for _attempt in range(8):
             batch = CodeBatch(id=new_batch_id(now), created_at=now, valid_until=valid_until,
-                              uses=uses, session_s=session_s, note=note, count=count)
+                              uses=uses, session_s=session_s, note=note, count=count,
+                              plan=plan)
             batch_key = Keys.code_batch(batch.id)
             with self.client.pipeline(transaction=True) as pipe:
                 try:
@@ -477,7 +658,7 @@ class Store:
                     pipe.hset(batch_key, mapping={
                         "created_at": repr(now), "valid_until": repr(valid_until),
                         "uses": uses, "session_s": "" if session_s is None else session_s,
-                        "note": note, "count": count,
+                        "note": note, "count": count, "plan": plan,
                         "redemptions": 0, "used_up": 0, "revoked": 0})
                     pipe.expireat(batch_key, int(valid_until) + BATCH_RETENTION_S)
                     pipe.zadd(Keys.CODE_BATCHES, {batch.id: now})
@@ -506,7 +687,9 @@ class Store:
         if reason != "ok":
             return Redemption(ok=False, reason=reason, batch=batch)
         session = str(answer[2]) if len(answer) > 2 else ""
-        return Redemption(ok=True, batch=batch, session_s=int(session) if session else None)
+        plan = str(answer[3]) if len(answer) > 3 else ""
+        return Redemption(ok=True, batch=batch, session_s=int(session) if session else None,
+                          plan=plan)
 
     @_redis_errors
     def list_code_batches(self) -> list[CodeBatch]:
@@ -602,6 +785,13 @@ def new_consumer_name() -> str:
     return f"netctl@{socket.gethostname()}"
 
 
+def _retention_floor_ms(retention_s: int, now: float | None) -> int:
+    """The stream id milliseconds below which accounting records are past retention."""
+    if retention_s < 1:
+        raise ValueError(f"retention_s must be at least 1, got {retention_s}")
+    return max(0, int(((time.time() if now is None else now) - retention_s) * 1000))
+
+
 # --- access codes: helpers of the section above ---------------------------------------------
 
 
@@ -618,4 +808,5 @@ def _code_batch(batch_id: str, fields: Mapping[str, str]) -> CodeBatch:
         valid_until=float(fields["valid_until"]), uses=int(fields["uses"]),
         session_s=int(session) if session else None, note=fields.get("note", ""),
         count=int(fields["count"]), redemptions=int(fields.get("redemptions", 0)),
-        codes_used_up=int(fields.get("used_up", 0)), revoked=fields.get("revoked") == "1")
+        codes_used_up=int(fields.get("used_up", 0)), revoked=fields.get("revoked") == "1",
+        plan=fields.get("plan", ""))

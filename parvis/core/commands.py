@@ -130,7 +130,7 @@ def parse_command(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Command:
             raise CommandError(f"field {name!r} must be a string of at most 64 characters")
         texts[name] = value
     via = body.get("via", "")
-    if via not in _VIAS:
+    if not isinstance(via, str) or via not in _VIAS:
         raise CommandError(f"field 'via' must be one of {', '.join(sorted(_VIAS - {''}))}")
 
     if verb in _MAC_ONLY:

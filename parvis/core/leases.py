@@ -54,5 +54,7 @@ def lease_event(session: Session, lease: Lease | None, now: float) -> Event | No
         return None
     if not session.lease_expires_at:
         return None
+    if lease is not None:  # dnsmasq gave the address to another device
+        return Event.ADDRESS_TAKEN
     # Gone before its end: the device released it. Gone after: it ran out.
     return Event.LEASE_RELEASED if now < session.lease_expires_at else Event.LEASE_EXPIRED

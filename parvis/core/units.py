@@ -34,7 +34,11 @@ def _parse(text: str | int, pattern: re.Pattern[str], expected: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not {expected}")
     number, prefix = match.groups()
-    return round(float(number) * _PREFIXES[prefix.lower()])
+    value = round(float(number) * _PREFIXES[prefix.lower()])
+    if value == 0 and float(number) != 0:
+        # 0 means unlimited / no quota: never reach it by rounding.
+        raise ValueError(f"{text!r} is less than 1 and not 0")
+    return value
 
 
 def format_rate(bps: int) -> str:
@@ -49,10 +53,14 @@ def format_size(size: int) -> str:
     return _format(size) + "B"
 
 
+_STEPS = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3))
+
+
 def _format(value: int) -> str:
-    for prefix, factor in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+    for i, (prefix, factor) in enumerate(_STEPS):
         if value >= factor:
-            number = value / factor
-            text = f"{number:.1f}".rstrip("0").rstrip(".")
+            text = f"{value / factor:.1f}".rstrip("0").rstrip(".")
+            if text == "1000" and i > 0:  # 999.95 k rounds to the next prefix: 1 M
+                return f"1 {_STEPS[i - 1][0]}"
             return f"{text} {prefix}"
     return f"{value} "

@@ -12,7 +12,7 @@ from lab.topology import Lab
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    """A running lab with three clients, shared by the whole test session.
+    """A running lab with five clients, shared by the whole test session.
 
     Name ``pt<pid % 100000>`` (so parallel sessions and a developer's own
     ``parvis`` lab do not collide), scope ``session``, built with the defaults:
@@ -28,7 +28,7 @@ def lab() -> Iterator[Lab]:
     """
     if os.geteuid() != 0:
         pytest.skip("lab tests need root (network namespaces)")
-    instance = Lab(name=f"pt{os.getpid() % 100000}", clients=3)
+    instance = Lab(name=f"pt{os.getpid() % 100000}", clients=5)
     try:
         instance.up()
         yield instance

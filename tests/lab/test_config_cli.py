@@ -14,27 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 from lab.topology import Lab
 
 pytestmark = pytest.mark.lab
 
 
-def write_toml(path: Path, data: dict[str, dict[str, Any]]) -> None:
-    lines = []
-    for section, table in data.items():
-        lines.append(f"[{section}]")
-        for key, value in table.items():
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, str):
-                text = '"' + value + '"'
-            elif isinstance(value, list):
-                text = "[" + ", ".join(f'"{v}"' for v in value) + "]"
-            else:
-                text = repr(value)
-            lines.append(f"{key} = {text}")
-    path.write_text("\n".join(lines) + "\n")
+def write_toml(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(tomli_w.dumps(data))
 
 
 def lab_config(lab: Lab) -> dict[str, dict[str, Any]]:
@@ -45,8 +33,8 @@ def lab_config(lab: Lab) -> dict[str, dict[str, Any]]:
 CASES: list[tuple[str, str, str, object, str]] = [
     # (name, section, key, value, expected message after "FILE: ")
     ("unknown key", "gateway", "lan_iface", "lan0",
-     "[gateway] lan_iface: unknown key, expected one of id, lan_interface, masquerade, "
-     "wan_interface"),
+     "[gateway] lan_iface: unknown key, expected one of dhcp_leases_file, id, lan_interface, "
+     "masquerade, timezone, wan_interface"),
     ("wrong type", "session", "hard_timeout_s", "4h",
      "[session] hard_timeout_s: wrong type (got string '4h'), expected a whole number from 60 to "
      "604800"),

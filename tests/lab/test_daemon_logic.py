@@ -50,6 +50,9 @@ class RecordingNft:
     def client_elements(self) -> dict[Element, Counter]:
         return dict(self.present)
 
+    def shape_elements(self) -> dict[str, str]:
+        return {}
+
     present: dict[Element, Counter] = {}
 
 
@@ -58,6 +61,7 @@ def config(lab: Lab, gateway_id: str) -> Config:
         "gateway": {"id": gateway_id, "lan_interface": "lan0", "wan_interface": "wan0"},
         "portal": {"address": "10.77.0.1"},
         "redis": {"url": lab.redis_url},
+        "accounting": {"spool_dir": str(lab.state_dir / f"spool-{gateway_id}")},
     })
 
 
