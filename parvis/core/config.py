@@ -51,6 +51,9 @@ class GatewayConfig:
     # dnsmasq's lease file: a session whose DHCP lease is released or expires ends.
     # None = no lease tracking.
     dhcp_leases_file: Path | None = None
+    # The part of town this gateway serves, as council reports group it
+    # (several gateways may share a zone). None = the gateway's id.
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,37 @@ class NetctlConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The administration console: a listener the client LAN cannot reach."""
+
+    # The management address (or loopback) it listens on; never a LAN address.
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
+    port: int = 8090
+    # Wrong passwords for one account before it is locked, and for how long.
+    lockout_attempts: int = 5
+    lockout_s: int = 900
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus endpoints, on the management side only (0 = off)."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
+    netctl_port: int = 9101
+    portal_port: int = 9102
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    """Council reports: aggregates only."""
+
+    # Counts below this are shown as "fewer than N" (never the exact small number).
+    min_count: int = 5
+    # Seconds between roll-ups of the accounting stream into daily aggregates.
+    rollup_interval_s: int = 300
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -177,6 +211,14 @@ class Config:
     plans: Mapping[str, PlanConfig] = field(default_factory=dict)
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
+
+    @property
+    def zone(self) -> str:
+        """The zone this gateway's figures are reported under."""
+        return self.gateway.zone or self.gateway.id
 
     def plan(self, name: str | None = None) -> PlanConfig:
         """The plan called ``name`` (the default plan for None or ""); KeyError if unknown."""
@@ -283,7 +325,7 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
     """Validate an already-decoded TOML document; raise ConfigError on the first problem."""
     path = Path(path)
     sections = {"gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl",
-                "plans", "shaping", "accounting"}
+                "plans", "shaping", "accounting", "admin", "metrics", "reports"}
     for name in sorted(data):
         if name not in sections:
             raise ConfigError(config_problem(path, name, "", "unknown section",
@@ -309,7 +351,7 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
         path=path,
         gateway=_gateway(_Section(path, "gateway", table("gateway"),
                                   {"id", "lan_interface", "wan_interface", "masquerade",
-                                   "timezone", "dhcp_leases_file"})),
+                                   "timezone", "dhcp_leases_file", "zone"})),
         portal=_portal(_Section(path, "portal", table("portal"), {
             "address", "address6", "http_port", "https_port", "hostname", "poster_hostname",
             "certificate", "private_key", "secret_key_file", "content_dir", "venue_info_url",
@@ -321,6 +363,12 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
                                   {"uplink_down", "uplink_up"})),
         accounting=_accounting(_Section(path, "accounting", table("accounting"),
                                         {"interim_interval_s", "spool_dir", "retention_days"})),
+        admin=_admin(_Section(path, "admin", table("admin"),
+                              {"address", "port", "lockout_attempts", "lockout_s"})),
+        metrics=_metrics(_Section(path, "metrics", table("metrics"),
+                                  {"address", "netctl_port", "portal_port"})),
+        reports=_reports(_Section(path, "reports", table("reports"),
+                                  {"min_count", "rollup_interval_s"})),
         walled_garden=_walled_garden(_Section(path, "walled_garden", table("walled_garden"),
                                               {"cidrs", "names"})),
         clients=_clients(_Section(path, "clients", table("clients"),
@@ -362,7 +410,16 @@ def _gateway(s: _Section) -> GatewayConfig:
         masquerade=s.get("masquerade", bool, "true or false", True),
         timezone=timezone,
         dhcp_leases_file=_path(s, "dhcp_leases_file", None),
+        zone=_zone(s),
     )
+
+
+def _zone(s: _Section) -> str | None:
+    expected = "1 to 40 letters, digits, spaces or dashes (e.g. \"centre-ville\")"
+    zone = s.get("zone", str, expected, None)
+    if zone is not None and not re.match(r"^[\w][\w -]{0,39}$", zone):
+        raise s.fail("zone", f"{zone!r} is not a zone name", expected)
+    return zone
 
 
 def _portal(s: _Section) -> PortalConfig:
@@ -574,4 +631,36 @@ def _netctl(s: _Section) -> NetctlConfig:
         sweep_interval_s=s.number("sweep_interval_s", 2.0, 0.2, 300),
         health_interval_s=s.number("health_interval_s", 5.0, 1, 300),
         log_level=level.upper(),
+    )
+
+
+def _management_address(s: _Section, default: ipaddress.IPv4Address | ipaddress.IPv6Address
+                        ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    expected = "an IP address on the management side (e.g. \"127.0.0.1\")"
+    return s.parsed("address", ipaddress.ip_address, expected, default)
+
+
+def _admin(s: _Section) -> AdminConfig:
+    defaults = AdminConfig()
+    return AdminConfig(
+        address=_management_address(s, defaults.address),
+        port=int(s.number("port", defaults.port, 1, 65535, integer=True)),
+        lockout_attempts=int(s.number("lockout_attempts", 5, 1, 100, integer=True)),
+        lockout_s=int(s.number("lockout_s", 900, 1, 86400, integer=True)),
+    )
+
+
+def _metrics(s: _Section) -> MetricsConfig:
+    defaults = MetricsConfig()
+    return MetricsConfig(
+        address=_management_address(s, defaults.address),
+        netctl_port=int(s.number("netctl_port", defaults.netctl_port, 0, 65535, integer=True)),
+        portal_port=int(s.number("portal_port", defaults.portal_port, 0, 65535, integer=True)),
+    )
+
+
+def _reports(s: _Section) -> ReportsConfig:
+    return ReportsConfig(
+        min_count=int(s.number("min_count", 5, 1, 1000, integer=True)),
+        rollup_interval_s=int(s.number("rollup_interval_s", 300, 10, 86400, integer=True)),
     )

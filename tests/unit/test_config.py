@@ -29,7 +29,7 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
     text = EXAMPLE.read_text()
     data = tomllib.loads(text)
     for section in ("gateway", "portal", "redis", "session", "walled_garden", "clients", "netctl",
-                    "plans", "shaping", "accounting"):
+                    "plans", "shaping", "accounting", "admin", "metrics", "reports"):
         assert section in data, section
     assert set(data["plans"]["residents"]) == {"down", "up", "hard_timeout_s", "idle_timeout_s",
                                                "daily_quota"}
@@ -37,7 +37,9 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
     assert set(data["session"]) == {"hard_timeout_s", "idle_timeout_s", "default_plan",
                                     "idle_when_present"}
     assert set(data["gateway"]) == {"id", "lan_interface", "wan_interface", "masquerade",
-                                    "timezone", "dhcp_leases_file"}
+                                    "timezone", "dhcp_leases_file", "zone"}
+    assert config.zone == "centre-ville"
+    assert set(data["admin"]) == {"address", "port", "lockout_attempts", "lockout_s"}
     assert config.plan().name == "residents"
     assert set(data["netctl"]) == {"sweep_interval_s", "health_interval_s", "log_level"}
     assert set(data["portal"]) | {"remote_url", "handoff_secret_file"} == {
@@ -98,6 +100,11 @@ CASES = [
     ("shaping", "uplink_up", -5, "[shaping] uplink_up: -5 is negative"),
     ("accounting", "interim_interval_s", 0, "[accounting] interim_interval_s: 0 is out of range"),
     ("accounting", "spool_dir", "spool", "[accounting] spool_dir: 'spool' is not an absolute"),
+    ("gateway", "zone", "<script>", "[gateway] zone: '<script>' is not a zone name"),
+    ("admin", "address", "localhost", "[admin] address: 'localhost' is not valid"),
+    ("admin", "lockout_attempts", 0, "[admin] lockout_attempts: 0 is out of range"),
+    ("metrics", "netctl_port", 70000, "[metrics] netctl_port: 70000 is out of range"),
+    ("reports", "min_count", 0, "[reports] min_count: 0 is out of range"),
 ]
 
 
