@@ -267,6 +267,7 @@ class Gateway:
         kernel = self.shaper.classes()
         batch: list[Json] = []
         caps = (self.config.shaping.uplink_down_bps, self.config.shaping.uplink_up_bps)
+        repairs: list[tuple[int, ClientRate]] = []
         for session in shaped:
             rate = ClientRate(session.down_bps, session.up_bps)
             if not self._needs_class(rate):
@@ -281,9 +282,10 @@ class Gateway:
                 session.class_minor = self.minors.allocate()
                 batch += ruleset.add_shape_elements(self._shape_entries(session, now))
             if kernel.get(session.class_minor) != applied_rate(rate, *caps):
-                self.shaper.set_client(session.class_minor, rate)
-        for minor in set(kernel) - {s.class_minor for s in self.sessions.values()}:
-            self.shaper.remove_client(minor)
+                repairs.append((session.class_minor, rate))
+        # Classes without a session stay, parked (see _release_minors): the pool hands
+        # them out again before any new minor.
+        self.shaper.set_clients(repairs)
         # Maps: what the sessions need, added where missing (adding an element that is
         # there with the same class is not an error); stale entries expire on their own.
         mapped = self.nft.shape_elements()
@@ -322,34 +324,30 @@ class Gateway:
         if not change.classes_set or self.shaper is None:
             return
         self._ensure_shaping()
-        for minor, rate in change.classes_set:
-            self.shaper.set_client(minor, rate)
+        self.shaper.set_clients(change.classes_set)
 
     def _undo_classes(self, change: Change) -> None:
         """The nft batch was refused: take back what _apply_classes did."""
         if self.shaper is None:
             return
         try:
-            for minor in change.minors_allocated:
-                self.shaper.remove_client(minor)
-            for minor, rate in change.classes_undo:
-                self.shaper.set_client(minor, rate)
+            self.shaper.set_clients(change.classes_undo)
         except ShaperError as error:
             log.warning("could not undo a class change error=%s", error)
-        for minor in change.minors_allocated:
-            self.minors.release(minor)
+        self._release_minors(change.minors_allocated)
 
     def _release_minors(self, minors: Iterable[int]) -> None:
-        """Remove the classes of sessions that ended or lost them (their map entries went)."""
+        """Give back the classes of sessions that ended or lost them (their map entries went).
+
+        The class itself stays in the kernel, parked: nothing is classified into it
+        any more, and the next shaped client takes it over with a change in place.
+        Creating or deleting an HTB class walks every class of the qdisc in this
+        kernel (tc_bind_tclass): at 10,000 clients each costs milliseconds, a change
+        microseconds. ``parvis-netctl --flush`` removes them all.
+        """
         for minor in minors:
-            if not minor:
-                continue
-            if self.shaper is not None:
-                try:
-                    self.shaper.remove_client(minor)
-                except ShaperError as error:
-                    log.warning("could not remove class minor=%#x error=%s", minor, error)
-            self.minors.release(minor)
+            if minor:
+                self.minors.release(minor)
 
     def _apply(self, change: Change) -> None:
         """Classes first, then the one nft transaction; classes undone if it is refused."""
