@@ -29,6 +29,7 @@ from typing import Any
 
 from netctl import conntrack, netlink, ruleset
 from netctl.health import HealthSampler
+from netctl.metrics import NetctlMetrics
 from netctl.nft import Nft, NftError
 from netctl.prober import IdleProber
 from netctl.shaper import (
@@ -58,6 +59,7 @@ from parvis.core.leases import Lease, lease_event, parse_leases
 from parvis.core.lifecycle import Action, Event
 from parvis.core.reconcile import Plan, plan
 from parvis.core.sessions import (
+    Counter,
     Element,
     EndReason,
     Session,
@@ -120,8 +122,11 @@ class Gateway:
         prober: IdleProber | None = None,
         spool: Spool | None = None,
         read_leases: Callable[[], str | None] | None = None,
+        metrics: NetctlMetrics | None = None,
     ) -> None:
         self.config = config
+        # Prometheus figures (netctl.metrics): aggregates only, never an address.
+        self.metrics = metrics or NetctlMetrics(config)
         self.store = store
         self.nft = nft
         self.clock = clock
@@ -208,6 +213,7 @@ class Gateway:
         self.dirty = False
         kept, added, removed = self.reconcile(rebuild_table=True)
         self._reconcile_shaping()
+        self.metrics.redis_reachable(True)
         log.info("netctl started gateway=%s sessions=%d kept=%d added=%d removed=%d",
                  self.config.gateway.id, len(self.sessions), kept, added, removed)
 
@@ -219,8 +225,7 @@ class Gateway:
         """
         now = self.clock()
         actual = (self.nft.client_elements() if self.nft.table_exists() else None) or {}
-        for session in self.sessions.values():
-            account(session, actual, now)
+        self._account_all(self.sessions.values(), actual, now)
         ended = self._end_due(now)
         records = [self._stop(session, reason, now) for session, reason in ended.values()]
         changes = plan(self.sessions.values(), actual, now)
@@ -333,6 +338,7 @@ class Gateway:
         try:
             self.shaper.set_clients(change.classes_undo)
         except ShaperError as error:
+            self.metrics.error("shaper")
             log.warning("could not undo a class change error=%s", error)
         self._release_minors(change.minors_allocated)
 
@@ -371,6 +377,7 @@ class Gateway:
     def _stop(self, session: Session, reason: EndReason, now: float) -> Record:
         """Close a session's accounting; note why it ended for the portal and the quota."""
         self._note_usage(session, now)
+        self.metrics.session_ended(reason.value)
         return self._record(stop_record, session, now, reason)
 
     def _spool(self, records: list[Record]) -> None:
@@ -378,6 +385,7 @@ class Gateway:
         if records:
             self.spool.append(records)
             self.stats["records_spooled"] += len(records)
+            self.metrics.records(spooled=len(records))
 
     def _send_records(self) -> None:
         """Send what the spool holds to the accounting stream, then clear it."""
@@ -401,6 +409,7 @@ class Gateway:
         self.spool.confirm(pending[-1].id)
         self.stats["records_written"] += appended.written
         self.stats["records_duplicate"] += appended.duplicates
+        self.metrics.records(written=appended.written, duplicate=appended.duplicates)
 
     # --- days and quotas -----------------------------------------------------------------------
 
@@ -449,6 +458,21 @@ class Gateway:
             held |= {a for a in addresses if a in ipv6}
         return held
 
+    def _account_all(self, sessions: Iterable[Session], readings: dict[Element, Counter],
+                     now: float, missing: list[Element] | None = None) -> dict[str, Session]:
+        """Fold readings into sessions; the changed ones. Bytes go to the metrics once."""
+        changed: dict[str, Session] = {}
+        up = down = 0
+        for session in sessions:
+            before_up, before_down = session.bytes_up, session.bytes_down
+            if account(session, readings, now, missing):
+                changed[session.mac] = session
+                up += session.bytes_up - before_up
+                down += session.bytes_down - before_down
+        if up or down:
+            self.metrics.add_bytes(up, down)
+        return changed
+
     def _owners(self, elements: Iterable[Element]) -> list[Session]:
         """The sessions these elements belong to (each once)."""
         owners: dict[str, Session] = {}
@@ -492,6 +516,7 @@ class Gateway:
         self._burst_neighbours6 = None
         now = self.clock()
         results: dict[str, Result] = {}
+        verbs: dict[str, str] = {}  # entry -> verb, for the metrics
         parsed: list[tuple[str, Command]] = []
         redis_now: float | None = None  # stream ids carry Redis's clock, not ours
         for entry_id, fields in entries:
@@ -501,6 +526,7 @@ class Gateway:
                 results[entry_id] = Result(False, str(error))
                 log.warning("refused command id=%s reason=%s", entry_id, error)
                 continue
+            verbs[entry_id] = command.verb.value
             if command.verb is Verb.AUTHORIZE and redis_now is None:
                 redis_now = self.store.server_time()
             age_s = (redis_now or 0.0) - _entry_time(entry_id)
@@ -536,12 +562,12 @@ class Gateway:
                         self._commit(single, now)
                         committed.append(single)
                 results[entry_id] = result
-            self._finish(entries, results, committed)
+            self._finish(entries, results, committed, verbs)
             return
         self._commit(change, now)
         for entry_id, _command, result in staged:
             results[entry_id] = result
-        self._finish(entries, results, [change])
+        self._finish(entries, results, [change], verbs)
 
     def _final_readings(self, change: Change, now: float) -> None:
         """Count what the elements of the sessions a change ends hold now, before they go.
@@ -552,8 +578,8 @@ class Gateway:
         if not change.replaced:
             return
         readings = self.nft.client_elements() or {}
+        self._account_all(change.replaced, readings, now)
         for session in change.replaced:
-            account(session, readings, now)
             successor = change.sessions.get(session.mac)
             if successor is not None and successor is not session:
                 # The same device at a new address: its session goes on with these counts.
@@ -578,15 +604,16 @@ class Gateway:
         return self._burst_neighbours4
 
     def _finish(self, entries: list[tuple[str, dict[str, str]]], results: dict[str, Result],
-                changes: list[Change]) -> None:
+                changes: list[Change], verbs: dict[str, str]) -> None:
         """Persist what the kernel accepted and acknowledge every entry, in one MULTI/EXEC.
 
         If Redis fails here, memory (which matches the kernel) is written back
         when it returns, and the entries, still pending, are read again and
         answered then (applying a command twice changes nothing the second time).
         """
-        for result in results.values():
+        for entry_id, result in results.items():
             self.stats["commands_ok" if result.ok else "commands_failed"] += 1
+            self.metrics.command(verbs.get(entry_id), result.ok)
         try:
             pipe = self.store.pipeline()
             for change in changes:
@@ -853,6 +880,7 @@ class Gateway:
         try:
             neighbours = self.ipv6_neighbours()
         except netlink.NetlinkError as error:
+            self.metrics.error("netlink")
             log.warning("cannot read IPv6 neighbours error=%s", error)
             neighbours = []
         self._burst_neighbours6 = neighbours
@@ -869,6 +897,8 @@ class Gateway:
                          session.ipv4, round(session.expires_at - now),
                          session.authorized_by or "-")
         records = [self._record(start_record, session, now) for session in change.started]
+        for session in change.started:
+            self.metrics.session_started(session.plan)
         for session, reason in change.ended.values():
             _log_ended(session, reason, now)
             records.append(self._stop(session, reason, now))
@@ -927,6 +957,8 @@ class Gateway:
 
     def _note_outage(self, error: StoreError) -> None:
         self.dirty = True
+        self.metrics.error("store")
+        self.metrics.redis_reachable(False)
         if self._outage_since is None:
             self._outage_since = self.clock()
             log.error("redis unavailable; clients keep their access, sweeps go on, accounting "
@@ -949,6 +981,7 @@ class Gateway:
                  away, len(self.sessions), pending)
         self.dirty = False
         self._outage_since = None
+        self.metrics.redis_reachable(True)
 
     # --- sweep ---------------------------------------------------------------------------------
 
@@ -1009,6 +1042,7 @@ class Gateway:
         try:
             text = self.read_leases()
         except OSError as error:
+            self.metrics.error("leases")
             log.warning("cannot read the DHCP leases error=%s", error)
             return None
         return None if text is None else parse_leases(text)
@@ -1032,9 +1066,7 @@ class Gateway:
             self._new_day(day)
             changed.update(self.sessions)
         missing: list[Element] = []
-        for session in self.sessions.values():
-            if account(session, readings, now, missing):
-                changed[session.mac] = session
+        changed.update(self._account_all(self.sessions.values(), readings, now, missing))
         learnt = self._learn_ipv6(changed)
         leases = self._leases()
         policy = self.config.session.idle_when_present
@@ -1099,6 +1131,16 @@ class Gateway:
         self.stats["sweep_persist_ms"] = round((finished - plan_done) * 1000, 2)
         self.stats["sweep_changed"] = len(changed)
         self.stats["sweep_ended"] = len(ended)
+        self.metrics.observe_sweep(finished - started, {
+            "read": read_done - started, "account": account_done - read_done,
+            "plan": plan_done - account_done, "persist": finished - plan_done},
+            changed=len(changed), ended=len(ended))
+        confirming = sum(1 for s in self.sessions.values() if s.state == "confirming")
+        self.metrics.set_state(
+            active=len(self.sessions) - confirming, confirming=confirming,
+            trusted=len(self.all_trusted), blocked=len(self.all_blocked),
+            shaped=len(self.minors), spool_length=len(self.spool),
+            redis_reachable=not self.dirty)
 
     def handle_probe_answers(self, answers: list[tuple[str, str, bool]]) -> None:
         """Idle devices answered (or not): keep or end their sessions, in one transaction."""
@@ -1259,6 +1301,9 @@ class Gateway:
                         self.store.record_seen(sightings)
                 if now >= next_prune:
                     self.store.prune_seen(self.clock())
+                    # Raw accounting records name MACs and IPs: they go after the
+                    # retention window even on a gateway that writes no new ones.
+                    self.store.trim_records(self.config.accounting.retention_days * 86400)
                     gc.unfreeze()
                     gc.collect()
                     next_prune = now + SEEN_PRUNE_INTERVAL_S
@@ -1275,6 +1320,7 @@ class Gateway:
                 stop.wait(1.0)
 
     def _failed(self, error: Exception) -> None:
+        self.metrics.error("nft" if isinstance(error, NftError) else "unexpected")
         if isinstance(error, NftError):
             log.error("firewall update failed; rebuilding and retrying error=%s batch_len=%d",
                       error, len(error.batch))

@@ -139,6 +139,7 @@ def _serve(config: Config) -> int:
     from netctl.conntrack import ConnectionCutter
     from netctl.daemon import Gateway
     from netctl.health import HealthSampler
+    from netctl.metrics import MetricsError, NetctlMetrics
     from netctl.nft import Nft, NftError
     from netctl.prober import IdleProber
     from netctl.shaper import Shaper, ShaperError
@@ -160,6 +161,12 @@ def _serve(config: Config) -> int:
     except NftError as error:
         log.error("could not install the firewall: %s", error)
         return EXIT_FAILED
+    metrics = NetctlMetrics(config)
+    try:
+        metrics.start()  # nothing when [metrics] netctl_port = 0
+    except MetricsError as error:
+        print(f"parvis-netctl: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     store = Store(connect(config.redis.url, config.redis.timeout_s), config.gateway.id)
     lan = config.gateway.lan_interface
     cutter = ConnectionCutter()
@@ -167,7 +174,8 @@ def _serve(config: Config) -> int:
     shaper = Shaper(lan, config.gateway.wan_interface, config.shaping.uplink_down_bps,
                     config.shaping.uplink_up_bps)
     gateway = Gateway(config, store, nft, probe_macs=lambda ips: arp_probe(lan, ips),
-                      cut_connections=cutter.cut, shaper=shaper, prober=prober)
+                      cut_connections=cutter.cut, shaper=shaper, prober=prober,
+                      metrics=metrics)
     cutter.authorised = gateway.held_addresses
     cutter.start()
     prober.start()
@@ -190,6 +198,7 @@ def _serve(config: Config) -> int:
         cutter.stop()
         prober.stop()
         shaper.close()
+        metrics.stop()
     log.info("netctl stopped gateway=%s sessions=%d", config.gateway.id, len(gateway.sessions))
     return EXIT_OK
 

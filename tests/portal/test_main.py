@@ -40,6 +40,10 @@ content_dir = "{content}"
 
 [redis]
 url = "{redis}"
+
+[metrics]
+# Not 9102 on the host: another run (or anything else) may hold it.
+portal_port = 0
 """
 
 
