@@ -64,6 +64,16 @@ UPSTREAM4 = "198.51.100.1"  # the stand-in internet's up0, the gateway's default
 UPSTREAM6 = "2001:db8:ff::1"
 WAN_MAC = "02:50:76:fe:00:02"
 UPSTREAM_MAC = "02:50:76:fe:00:01"
+# The management network: the administrators' workstation (namespace adm) and
+# the gateway's management address, where the console and /metrics listen.
+# Not the LAN: residents cannot reach it.
+MGMT_INTERFACE = "mgmt0"
+MGMT_GATEWAY4 = "10.78.0.1"
+MGMT_STATION4 = "10.78.0.2"
+ADMIN_PORT = 8090
+ADMIN_URL = f"http://{MGMT_GATEWAY4}:{ADMIN_PORT}/"
+NETCTL_METRICS_PORT = 9101
+PORTAL_METRICS_PORT = 9102
 
 # Ranges made local to the stand-in internet with AnyIP routes: any address answers.
 INTERNET_LOCAL4 = ("203.0.113.0/24", "192.0.2.0/24")
@@ -116,7 +126,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DHCLIENT_SCRIPT = Path(__file__).resolve().parent / "dhclient-script"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
-_NODE_RE = re.compile(r"^(gw|up|c[1-9][0-9]*)$")
+_NODE_RE = re.compile(r"^(gw|up|adm|c[1-9][0-9]*)$")
 
 
 class LabError(Exception):
@@ -265,14 +275,14 @@ class Lab:
     def ns(self, node: str) -> str:
         """The namespace of a node: ``"c1"`` -> ``"<name>-c1"``; also ``"gw"`` and ``"up"``."""
         if not _NODE_RE.match(node):
-            raise LabError(f"unknown node {node!r}: expected gw, up or c1…c{self.clients}")
+            raise LabError(f"unknown node {node!r}: expected gw, up, adm or c1…c{self.clients}")
         if node.startswith("c") and int(node[1:]) > self.clients:
             raise LabError(f"unknown node {node!r}: this lab has clients c1…c{self.clients}")
         return f"{self.name}-{node}"
 
     def nodes(self) -> list[str]:
-        """Every node: gw, up, then the clients in order."""
-        return ["gw", "up", *(f"c{i}" for i in range(1, self.clients + 1))]
+        """Every node: gw, up, adm (the administrators' side), then the clients in order."""
+        return ["gw", "up", "adm", *(f"c{i}" for i in range(1, self.clients + 1))]
 
     @staticmethod
     def client_mac(i: int) -> str:
@@ -288,7 +298,7 @@ class Lab:
         return self.state_dir / f"{proc}.log"
 
     def _namespace_pattern(self) -> re.Pattern[str]:
-        return re.compile(rf"^{re.escape(self.name)}-(gw|up|c[0-9]+)$")
+        return re.compile(rf"^{re.escape(self.name)}-(gw|up|adm|c[0-9]+)$")
 
     def existing_namespaces(self) -> list[str]:
         """This lab's namespaces that exist now (whatever the client count was)."""
@@ -567,6 +577,7 @@ class Lab:
         self._start_gateway_dns()
         if portal:
             self.start_portal()
+            self.start_admin()
         if netctl:
             if self._netctl_code_exists():
                 self.start_netctl()
@@ -615,7 +626,7 @@ class Lab:
             "gateway": {
                 "id": GATEWAY_ID, "lan_interface": LAN_INTERFACE,
                 "wan_interface": WAN_INTERFACE, "masquerade": True,
-                "timezone": "America/Toronto",
+                "timezone": "America/Toronto", "zone": "centre-ville",
                 "dhcp_leases_file": str(self.state_dir / "dnsmasq-gw.leases"),
             },
             "portal": {
@@ -645,6 +656,10 @@ class Lab:
                               "names": list(GARDEN_NAMES)},
             "clients": {"trusted_macs": [], "blocked_macs": []},
             "netctl": {"sweep_interval_s": 1.0, "health_interval_s": 2.0, "log_level": "INFO"},
+            "admin": {"address": MGMT_GATEWAY4, "port": ADMIN_PORT},
+            "metrics": {"address": MGMT_GATEWAY4, "netctl_port": NETCTL_METRICS_PORT,
+                        "portal_port": PORTAL_METRICS_PORT},
+            "reports": {"min_count": 5, "rollup_interval_s": 60},
         }
         for section, values in self.config_overrides.items():
             if isinstance(values, dict) and isinstance(data.get(section), dict):
@@ -758,6 +773,17 @@ class Lab:
         ]
         up += [f"route add local {net} dev lo" for net in INTERNET_LOCAL4 + INTERNET_LOCAL6]
         self._batch("up", up)
+        self._batch("gw", [
+            f"link add {MGMT_INTERFACE} type veth peer name {CLIENT_INTERFACE} "
+            f"netns {self.ns('adm')}",
+            f"addr add {MGMT_GATEWAY4}/24 dev {MGMT_INTERFACE}",
+            f"link set {MGMT_INTERFACE} up",
+        ])
+        self._batch("adm", [
+            "link set lo up",
+            f"addr add {MGMT_STATION4}/24 dev {CLIENT_INTERFACE}",
+            f"link set {CLIENT_INTERFACE} up",
+        ])
 
     def _start_redis(self) -> None:
         self._progress("starting redis-server on " + str(self.redis_socket) + "…")
@@ -897,6 +923,46 @@ logfile ""
                     f"the portal runs but does not listen on {LAN_GATEWAY4} port(s) "
                     f"{', '.join(map(str, pending))} after {timeout:g} s; portal.log:\n"
                     + _tail(self._log_file("portal")))
+
+    @property
+    def admin_password_file(self) -> Path:
+        """Where the lab keeps the password of its console account ``admin`` (0600)."""
+        return self.state_dir / "admin.password"
+
+    def start_admin(self, timeout: float = 20) -> None:
+        """Start the administration console in gw on the management address, with an
+        account ``admin`` whose password is in :attr:`admin_password_file`."""
+        if not (REPO_ROOT / "admin" / "main.py").is_file():
+            return
+        password_file = self.admin_password_file
+        if not password_file.exists():
+            password = base64.urlsafe_b64encode(os.urandom(18)).decode()
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(password + "\n")
+            added = subprocess.run(
+                [sys.executable, "-m", "parvis.ctl", "--config", str(self.config_path), "users",
+                 "add", "admin", "--role", "admin", "--password-stdin"],
+                input=password + "\n", capture_output=True, text=True, check=False,
+                env=self._env(), cwd=REPO_ROOT)
+            if added.returncode != 0:
+                password_file.unlink(missing_ok=True)
+                raise LabError(f"could not create the console account: {added.stderr.strip()}")
+        self._progress(f"starting the administration console on {ADMIN_URL} (management side)…")
+        self._spawn("admin", "gw", [sys.executable, "-m", "admin", "--config",
+                                    str(self.config_path)])
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc_pid("admin") is None:
+                raise LabError("the console exited:\n" + _tail(self._log_file("admin")))
+            result = self.exec("adm", [sys.executable, "-m", "lab.readiness", "--timeout", "1",
+                                       f"tcp:{MGMT_GATEWAY4}:{ADMIN_PORT}"], check=False)
+            if result.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"the console does not listen on {MGMT_GATEWAY4}:{ADMIN_PORT} "
+                               f"after {timeout:g} s; admin.log:\n"
+                               + _tail(self._log_file("admin")))
 
     def _netctl_argv(self) -> list[str]:
         script = Path(sys.executable).parent / "parvis-netctl"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import parvis
+from parvis import usersctl
 from parvis.core import codes as access_codes
 from parvis.core import dnsmasq
 from parvis.core.addresses import AddressError, looks_like_mac, parse_client_ip, parse_mac
@@ -26,6 +27,7 @@ from parvis.core.commands import Command, Verb
 from parvis.core.config import DEFAULT_CONFIG_PATH, ConfigError, config_problem, load_config
 from parvis.core.sessions import quota_left
 from parvis.core.units import parse_rate
+from parvis.reports import cli as report_cli
 from parvis.store import Store, StoreError, check_reachable, connect
 
 EXIT_OK = 0
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("untrust", "stop trusting a MAC")):
         sub.add_parser(verb, help=text).add_argument("mac", metavar="MAC")
     _add_codes_parser(sub)
+    report_cli.add_parser(sub)
+    usersctl.add_parser(sub)
     return parser
 
 
@@ -158,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _clients(store, args.json)
         if args.action == "codes":
             return _codes(store, args, code_key)
+        if args.action == "report":
+            return report_cli.run(store, args, config)
+        if args.action == "users":
+            return usersctl.run(store, args)
         command = _command(args)
         return _send(store, command, args.timeout)
     except UsageError as error:

@@ -14,7 +14,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
@@ -34,7 +34,9 @@ from parvis.core.codes import (
     normalize_code,
 )
 from parvis.core.commands import COMMAND_FIELD, Command, Result
+from parvis.core.reports import Cell, CellData, Fold
 from parvis.core.sessions import Session
+from parvis.core.users import User, name_problem
 
 COMMAND_GROUP = "netctl"
 REPLY_TTL_S = 120
@@ -59,6 +61,16 @@ class Appended(NamedTuple):
     # Refused, yet not in the stream: their ids were taken (a second writer of the
     # stream, or a clock set back with the spool lost). Re-issue them under new ids.
     stale: tuple[Record, ...] = ()
+
+
+class RollupStep(NamedTuple):
+    """What :meth:`Store.rollup_step` did: records read, the cursor now, what was folded."""
+
+    read: int
+    cursor: str
+    fold: Fold
+    # Records that could not be read as records (passed over, cursor moved past them).
+    malformed: int
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,82 @@ class Keys:
     def handoff_nonce(nonce: str) -> str:
         """STRING set once when a hand-off token's nonce is used, expiring with the token."""
         return f"parvis:handoff:nonce:{nonce}"
+
+    # --- town-wide keys: the administration console (section "users") ---------------------
+
+    ADMIN_USERS = "parvis:admin:users"  # SET of account names
+
+    @staticmethod
+    def admin_user(name: str) -> str:
+        """HASH of one console account (parvis.core.users.User.to_fields: role, argon2 hash,
+        created_at, changed_at, generation, last_login_at); never a password."""
+        return f"parvis:admin:user:{name}"
+
+    @staticmethod
+    def admin_failures(kind: str, subject: str) -> str:
+        """STRING counter of wrong passwords for an account name (``kind`` "account", known
+        or not) or a source address ("address"), expiring ``[admin] lockout_s`` after the
+        last failure."""
+        return f"parvis:admin:failures:{kind}:{subject}"
+
+    @staticmethod
+    def admin_session(session_id: str) -> str:
+        """STRING JSON {user, generation, created_at} of a console login; the browser's
+        signed cookie holds only the random id; expires SESSION_LIFETIME_S after login."""
+        return f"parvis:admin:session:{session_id}"
+
+    @staticmethod
+    def code_sheet(sheet_id: str) -> str:
+        """STRING: a batch's new codes, encrypted with a key only the console's answer
+        carried (never in clear); taken by the first download, else gone after minutes."""
+        return f"parvis:admin:codesheet:{sheet_id}"
+
+    # --- town-wide keys: splash content edited in the console (section "content") -------
+
+    CONTENT_TILES = "parvis:content:tiles"  # HASH tile id -> JSON (portal.content.Tile)
+    # STRING: a random token rewritten with every edit (the portal's cache key).
+    CONTENT_VERSION = "parvis:content:version"
+
+    # --- town-wide keys: council reports (section "reports", docs/reports.md) ------------
+    # Aggregates only: no key or value here holds a MAC or an IP address.
+
+    REPORT_MONTHS = "parvis:reports:months"  # SET of YYYY-MM with aggregates
+    REPORT_DEVICE_KEY_PREFIX = "parvis:reports:device_key:"
+
+    @staticmethod
+    def report_cells(month: str) -> str:
+        """SET of the month's cells, ``<day>:<gateway>:<zone>`` (parvis.core.reports.Cell)."""
+        return f"parvis:reports:cells:{month}"
+
+    @staticmethod
+    def report_day(cell: Cell) -> str:
+        """HASH of a cell's counters (parvis.core.reports.CellDelta: sessions, duration_s,
+        bytes_down, bytes_up, len:<s>, hour:<HH>, plan:<name>, via:<how>, batch:<id>)."""
+        return f"parvis:reports:day:{cell.member}"
+
+    @staticmethod
+    def report_concurrency(cell: Cell) -> str:
+        """HASH minute of the local day -> +/- step of devices present (their running sum
+        is the number present in that minute)."""
+        return f"parvis:reports:conc:{cell.member}"
+
+    @staticmethod
+    def report_devices(cell: Cell) -> str:
+        """HYPERLOGLOG of the cell's devices, as keyed hashes (the month's device key)."""
+        return f"parvis:reports:devices:{cell.member}"
+
+    @staticmethod
+    def report_device_key(month: str) -> str:
+        """STRING: the month's random device key (hex), shared by every gateway; made on
+        first use, destroyed DEVICE_KEY_GRACE_S after the month (it expires then at the
+        latest)."""
+        return f"{Keys.REPORT_DEVICE_KEY_PREFIX}{month}"
+
+    @staticmethod
+    def report_cursor(gateway_id: str) -> str:
+        """HASH {id: the last accounting record of the gateway rolled up, read: entries
+        rolled up in all, lost: entries trimmed before any roll-up read them}."""
+        return f"parvis:reports:cursor:{gateway_id}"
 
 
 def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
@@ -779,6 +867,369 @@ class Store:
         """Forget a hand-off (at acceptance: a copied cookie cannot accept again)."""
         if re.fullmatch(r"[A-Za-z0-9_-]{16,64}", context_id or ""):
             self.client.delete(Keys.handoff_context(context_id))
+
+    # =========================================================================================
+    # The administration console: accounts, login failures, sessions, code sheets (section
+    # "users"), and the splash content it edits (section "content"). Town-wide keys.
+    # =========================================================================================
+
+    @_redis_errors
+    def admin_users(self) -> list[User]:
+        """Every console account, by name."""
+        names = sorted(self.client.smembers(Keys.ADMIN_USERS))
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(Keys.admin_user(name))
+        return [User.from_fields(name, fields)
+                for name, fields in zip(names, pipe.execute(), strict=True) if fields]
+
+    @_redis_errors
+    def admin_user(self, name: str) -> User | None:
+        """The account called ``name``, or None (also for a name that cannot be one)."""
+        if name_problem(name) is not None:
+            return None
+        fields = self.client.hgetall(Keys.admin_user(name))
+        return User.from_fields(name, fields) if fields else None
+
+    @_redis_errors
+    def add_admin_user(self, user: User) -> bool:
+        """Create an account; False when the name is taken."""
+        key = Keys.admin_user(user.name)
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=user.to_fields())
+                pipe.sadd(Keys.ADMIN_USERS, user.name)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    @_redis_errors
+    def set_admin_password(self, name: str, password_hash: str, now: float,
+                           new_generation: bool = True) -> bool:
+        """Store a new hash for an existing account; False when there is none.
+
+        ``new_generation`` ends the account's open sessions (a password change);
+        false for a rehash with new parameters at login.
+        """
+        key = Keys.admin_user(name)
+        fields = {"hash": password_hash}
+        if new_generation:
+            fields.update(changed_at=repr(now), generation=secrets.token_hex(8))
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                if not pipe.exists(key):
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=fields)
+                if new_generation:
+                    pipe.delete(Keys.admin_failures("account", name))
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    @_redis_errors
+    def note_admin_login(self, name: str, now: float) -> None:
+        """Record a successful login: the time, and the account's failures forgotten."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(Keys.admin_user(name), "last_login_at", repr(now))
+        pipe.delete(Keys.admin_failures("account", name))
+        pipe.execute()
+
+    @_redis_errors
+    def remove_admin_user(self, name: str) -> bool:
+        """Delete an account (its sessions end at their next request); False if absent."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(Keys.admin_user(name))
+        pipe.srem(Keys.ADMIN_USERS, name)
+        pipe.delete(Keys.admin_failures("account", name))
+        deleted, _removed, _failures = pipe.execute()
+        return bool(deleted)
+
+    @_redis_errors
+    def admin_failures(self, name: str, address: str) -> tuple[int, int]:
+        """Wrong passwords counted in the current window for this name and this address."""
+        account, source = self.client.mget([Keys.admin_failures("account", name[:64]),
+                                            Keys.admin_failures("address", address)])
+        return int(account or 0), int(source or 0)
+
+    @_redis_errors
+    def note_admin_failure(self, name: str, address: str, window_s: int,
+                           count_account: bool = True) -> tuple[int, int]:
+        """Count one wrong password for the name and the address; return both counts.
+
+        Each counter expires ``window_s`` after its last count: failures less than
+        ``window_s`` apart add up, and a lock ends ``window_s`` after the failure
+        that set it. Attempts on a locked account are counted for the address only
+        (``count_account`` false), so they do not keep the account locked.
+        """
+        if window_s < 1:
+            raise ValueError(f"window_s must be at least 1, got {window_s}")
+        account = Keys.admin_failures("account", name[:64])
+        source = Keys.admin_failures("address", address)
+        pipe = self.client.pipeline(transaction=True)
+        if count_account:
+            pipe.incr(account)
+            pipe.expire(account, window_s)
+        else:
+            pipe.get(account)
+            pipe.ttl(account)
+        pipe.incr(source)
+        pipe.expire(source, window_s)
+        account_count, _, source_count, _ = pipe.execute()
+        return int(account_count or 0), int(source_count)
+
+    @_redis_errors
+    def save_admin_session(self, session_id: str, info: Mapping[str, Any], ttl_s: int) -> None:
+        """Open a console session for ``ttl_s``."""
+        self.client.set(Keys.admin_session(session_id),
+                        json.dumps(dict(info), separators=(",", ":")), ex=ttl_s)
+
+    @_redis_errors
+    def admin_session(self, session_id: str) -> dict[str, Any] | None:
+        """The console session ``session_id`` names, if it is still open."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{32,64}", session_id or ""):
+            return None
+        text = self.client.get(Keys.admin_session(session_id))
+        if not text:
+            return None
+        try:
+            info = json.loads(text)
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None
+
+    @_redis_errors
+    def drop_admin_session(self, session_id: str) -> None:
+        """Close a console session (logout)."""
+        if re.fullmatch(r"[A-Za-z0-9_-]{32,64}", session_id or ""):
+            self.client.delete(Keys.admin_session(session_id))
+
+    @_redis_errors
+    def save_code_sheet(self, sheet_id: str, sealed: str, ttl_s: int) -> None:
+        """Keep an encrypted code sheet for ``ttl_s`` (its key is not given to Redis)."""
+        self.client.set(Keys.code_sheet(sheet_id), sealed, ex=ttl_s)
+
+    @_redis_errors
+    def take_code_sheet(self, sheet_id: str) -> str | None:
+        """The encrypted code sheet, deleted in the same step (single use); None if gone."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,64}", sheet_id or ""):
+            return None
+        text = self.client.getdel(Keys.code_sheet(sheet_id))
+        return None if text is None else str(text)
+
+    # --- splash content (portal/content.py reads it; docs/admin.md) ---------------------
+
+    @_redis_errors
+    def content_version(self) -> str | None:
+        """The token naming the current edited content; None when nothing was ever edited."""
+        version = self.client.get(Keys.CONTENT_VERSION)
+        return None if version is None else str(version)
+
+    @_redis_errors
+    def content_snapshot(self) -> tuple[str | None, dict[str, str]]:
+        """The version and every edited tile (id -> JSON), read together in one step."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(Keys.CONTENT_VERSION)
+        pipe.hgetall(Keys.CONTENT_TILES)
+        version, tiles = pipe.execute()
+        return (None if version is None else str(version)), dict(tiles)
+
+    @_redis_errors
+    def save_content_tile(self, tile_id: str, body: str) -> None:
+        """Create or replace an edited tile (JSON) and give the content a new version."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(Keys.CONTENT_TILES, tile_id, body)
+        pipe.set(Keys.CONTENT_VERSION, secrets.token_hex(16))
+        pipe.execute()
+
+    @_redis_errors
+    def delete_content_tile(self, tile_id: str) -> bool:
+        """Delete an edited tile and give the content a new version; False if absent."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(Keys.CONTENT_TILES, tile_id)
+        pipe.set(Keys.CONTENT_VERSION, secrets.token_hex(16))
+        deleted, _ = pipe.execute()
+        return bool(deleted)
+
+    # =========================================================================================
+    # Council reports: daily aggregates rolled up from each gateway's accounting stream
+    # (parvis/reports/rollup.py, docs/reports.md). Town-wide keys, aggregates only.
+    # =========================================================================================
+
+    @_redis_errors
+    def device_key(self, month: str, ttl_s: int) -> bytes | None:
+        """The device key of ``month``, made on first use to expire ``ttl_s`` from now.
+
+        None once ``ttl_s`` is not positive (the month is over: its key never comes
+        back) or if it just expired.
+        """
+        if ttl_s <= 0:
+            return None
+        key = Keys.report_device_key(month)
+        self.client.set(key, secrets.token_hex(32), nx=True, ex=ttl_s)
+        value = self.client.get(key)
+        return bytes.fromhex(value) if value else None
+
+    @_redis_errors
+    def device_key_months(self) -> list[str]:
+        """The months whose device key still exists."""
+        prefix = Keys.REPORT_DEVICE_KEY_PREFIX
+        return sorted(str(key)[len(prefix):]
+                      for key in self.client.scan_iter(match=f"{prefix}*", count=1000))
+
+    @_redis_errors
+    def destroy_device_key(self, month: str) -> bool:
+        """Delete the device key of ``month``; False if it was already gone."""
+        return bool(self.client.delete(Keys.report_device_key(month)))
+
+    @_redis_errors
+    def report_cursor(self) -> str | None:
+        """The id of this gateway's last accounting record rolled up, or None."""
+        value = self.client.hget(Keys.report_cursor(self.keys.gateway_id), "id")
+        return str(value) if value else None
+
+    @_redis_errors
+    def note_records_lost(self) -> int:
+        """Records trimmed from the stream unread by the roll-up since the last call.
+
+        Counted once: they are added to the cursor's ``lost`` field.
+        """
+        try:
+            info = self.client.xinfo_stream(self.keys.accounting)
+        except redis.ResponseError as error:
+            if "no such key" in str(error).lower():
+                return 0
+            raise
+        gone = int(info.get("entries-added", 0)) - int(info.get("length", 0))
+        cursor_key = Keys.report_cursor(self.keys.gateway_id)
+        read, lost = self.client.hmget(cursor_key, "read", "lost")
+        new = gone - int(read or 0) - int(lost or 0)
+        if new > 0:
+            self.client.hincrby(cursor_key, "lost", new)
+        return max(0, new)
+
+    # Reads up to ARGV[2] entries after ARGV[1] and returns {how many, the last id, the
+    # entries that are not interim records}: interim records (most of the stream) never
+    # cross the socket, which makes a roll-up several times faster than reading them.
+    _ROLLUP_READ_LUA = """
+    local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+    local kept = {}
+    for _, entry in ipairs(entries) do
+        local fields, interim = entry[2], false
+        for i = 1, #fields, 2 do
+            if fields[i] == 'type' then interim = fields[i + 1] == 'interim' break end
+        end
+        if not interim then kept[#kept + 1] = entry end
+    end
+    if #entries == 0 then return {0, '', kept} end
+    return {#entries, entries[#entries][1], kept}
+    """
+
+    @_redis_errors
+    def rollup_step(self, count: int, fold: Callable[[list[Record]], Fold]) -> RollupStep:
+        """Roll up the next ``count`` records after this gateway's cursor, exactly once.
+
+        Reads them (interim records are left in Redis: no figure needs them),
+        has ``fold`` turn the others into cell deltas, then writes the deltas and
+        moves the cursor in one MULTI/EXEC, under WATCH of the cursor: a roll-up
+        that runs twice, or two at once, never counts a record twice.
+        """
+        cursor_key = Keys.report_cursor(self.keys.gateway_id)
+        for _attempt in range(5):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(cursor_key)
+                    cursor = str(pipe.hget(cursor_key, "id") or "0-0")
+                    read, last, entries = pipe.eval(self._ROLLUP_READ_LUA, 1,
+                                                    self.keys.accounting, f"({cursor}", count)
+                    if not read:
+                        pipe.unwatch()
+                        return RollupStep(0, cursor, Fold(), 0)
+                    records, malformed = [], 0
+                    for entry_id, flat in entries:
+                        entry = dict(zip(flat[::2], flat[1::2], strict=True))
+                        try:
+                            records.append(Record.from_fields(str(entry_id), entry))
+                        except ValueError:
+                            malformed += 1  # a record no roll-up can read: pass over it
+                    done = fold(records)
+                    pipe.multi()
+                    self._write_fold(pipe, done)
+                    pipe.hset(cursor_key, "id", str(last))
+                    pipe.hincrby(cursor_key, "read", int(read))
+                    pipe.execute()
+                    return RollupStep(int(read), str(last), done, malformed)
+                except redis.WatchError:
+                    continue
+        raise StoreError(f"rollup_step: {cursor_key} kept changing (another roll-up running?)")
+
+    def _write_fold(self, pipe: Any, fold: Fold) -> None:
+        months = set()
+        for cell, delta in fold.cells.items():
+            for name, value in delta.stats.items():
+                if value:
+                    pipe.hincrby(Keys.report_day(cell), name, value)
+            for minute, step in delta.concurrency.items():
+                if step:
+                    pipe.hincrby(Keys.report_concurrency(cell), str(minute), step)
+            if delta.devices:
+                pipe.pfadd(Keys.report_devices(cell), *sorted(delta.devices))
+            pipe.sadd(Keys.report_cells(cell.month), cell.member)
+            months.add(cell.month)
+        if months:
+            pipe.sadd(Keys.REPORT_MONTHS, *sorted(months))
+
+    @_redis_errors
+    def report_months(self) -> list[str]:
+        """Every month with aggregates, oldest first."""
+        return sorted(self.client.smembers(Keys.REPORT_MONTHS))
+
+    @_redis_errors
+    def report_cells(self, month: str) -> list[Cell]:
+        """The cells of ``month`` (every day, gateway and zone with aggregates)."""
+        cells = []
+        for member in self.client.smembers(Keys.report_cells(month)):
+            try:
+                cells.append(Cell.from_member(str(member)))
+            except ValueError:
+                continue
+        return sorted(cells)
+
+    @_redis_errors
+    def report_cell_data(self, cells: Sequence[Cell],
+                         concurrency: bool = True) -> list[CellData]:
+        """The counters (and, if asked, concurrency steps) of each cell."""
+        pipe = self.client.pipeline(transaction=False)
+        for cell in cells:
+            pipe.hgetall(Keys.report_day(cell))
+            if concurrency:
+                pipe.hgetall(Keys.report_concurrency(cell))
+        replies = iter(pipe.execute())
+        out = []
+        for cell in cells:
+            stats = {name: int(value) for name, value in next(replies).items()}
+            steps = ({int(minute): int(step) for minute, step in next(replies).items()}
+                     if concurrency else {})
+            out.append(CellData(cell, stats, steps))
+        return out
+
+    @_redis_errors
+    def count_devices(self, groups: Sequence[Sequence[Cell]]) -> list[int]:
+        """Estimated distinct devices over each group of cells (PFCOUNT of their union)."""
+        pipe = self.client.pipeline(transaction=False)
+        for group in groups:
+            if group:
+                pipe.pfcount(*[Keys.report_devices(cell) for cell in group])
+        counts = iter(pipe.execute())
+        return [int(next(counts)) if group else 0 for group in groups]
+
 
 def new_consumer_name() -> str:
     """A consumer name for this netctl: stable per host so a restart reclaims its pending work."""

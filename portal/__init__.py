@@ -72,8 +72,10 @@ def create_app(config: Config | None = None, *, store: Store | None = None,
                                            handoff_secret=handoff_secret)
     Babel(app, locale_selector=select_locale)
 
-    from portal import api, errors, intercept, splash
+    from portal import api, errors, intercept, metrics, splash
 
+    # Metrics before anything else: their clock starts when the request arrives.
+    metrics.install(app, config)
     # The interceptor first: a plain-HTTP POST must get its 302, not a CSRF refusal.
     app.register_blueprint(intercept.bp)
     CSRFProtect(app)

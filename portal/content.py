@@ -3,19 +3,27 @@
 Files are read at request time (they are small), so an edit shows on the next
 page without a restart. The Markdown subset is rendered by a tiny renderer
 that HTML-escapes everything first: a town's text can never inject markup.
+Tiles edited in the administration console live in Redis (``Keys.CONTENT_TILES``)
+and are shown with the file's, also without a restart; without Redis the
+file's tiles are still shown.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import math
 import re
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from markupsafe import Markup, escape
+
+from parvis.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +123,10 @@ def _signature(paths: list[Path]) -> tuple[tuple[str, int, int], ...] | None:
 # view (the signature changes), without re-reading and re-rendering on every one.
 _TERMS_CACHE: dict[tuple[Path, str], tuple[tuple[tuple[str, int, int], ...], Terms]] = {}
 _TILES_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], list[Tile]]] = {}
+# Tiles edited in the console, by the content version they were read at (a random
+# token rewritten with every edit: never reused, even after Redis lost its data).
+# Only the latest is kept.
+_EDITED_CACHE: dict[str, list[Tile]] = {}
 
 
 def load_terms(content_dir: Path, language: str) -> Terms:
@@ -156,10 +168,20 @@ class Tile:
     url: dict[str, str]
     start: dt.date | None = None
     end: dt.date | None = None
+    # Tiles edited in the console: their id, and a window in epoch seconds
+    # (start included, end excluded) that the town typed in its local time.
+    id: str = ""
+    starts_at: float | None = None
+    ends_at: float | None = None
 
     def shown_on(self, day: dt.date) -> bool:
         """True when ``day`` is inside the tile's display window (both ends included)."""
         return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
+
+    def shown(self, day: dt.date, now: float) -> bool:
+        """True when the tile is to be shown on ``day`` at ``now`` (both windows)."""
+        return (self.shown_on(day) and (self.starts_at is None or self.starts_at <= now)
+                and (self.ends_at is None or now < self.ends_at))
 
 
 class TilesError(ValueError):
@@ -185,47 +207,127 @@ def parse_tiles(data: dict[str, object]) -> list[Tile]:
     if not isinstance(items, list):
         raise TilesError("'tile' must be an array of tables ([[tile]])")
     tiles = []
-    known = {"kind", "start", "end"} | {f"{k}_{lang}" for k in ("title", "text", "url")
-                                         for lang in LANGUAGES}
     for number, item in enumerate(items, 1):
         where = f"tile {number}"
         if not isinstance(item, dict):
             raise TilesError(f"{where}: expected a table")
-        extra = set(item) - known
-        if extra:
-            raise TilesError(f"{where}: unknown key {sorted(extra)[0]!r}")
-        kind = item.get("kind")
-        if kind not in TILE_KINDS:
-            raise TilesError(f"{where}: kind must be one of {', '.join(TILE_KINDS)}")
-        fields: dict[str, dict[str, str]] = {"title": {}, "text": {}, "url": {}}
-        for key, per_language in fields.items():
-            for lang in LANGUAGES:
-                value = item.get(f"{key}_{lang}", "")
-                if not isinstance(value, str) or len(value) > 500:
-                    raise TilesError(f"{where}: {key}_{lang} must be text (500 characters at most)")
-                if key == "url" and value and not re.match(r"^https?://[^\s\\]+$", value):
-                    raise TilesError(f"{where}: {key}_{lang} must be an http(s):// address")
-                per_language[lang] = value
-        if not fields["title"]["fr"] or not fields["title"]["en"]:
-            raise TilesError(f"{where}: title_fr and title_en are required")
+        kind, fields = _tile_fields(item, where, {"start", "end"})
         start = _as_date(item.get("start"), f"{where}: start")
         end = _as_date(item.get("end"), f"{where}: end")
-        tiles.append(Tile(kind=str(kind), title=fields["title"], text=fields["text"],
+        tiles.append(Tile(kind=kind, title=fields["title"], text=fields["text"],
                           url=fields["url"], start=start, end=end))
     return tiles
 
 
-def load_tiles(content_dir: Path, today: dt.date) -> list[Tile]:
-    """The tiles to show today; an absent file means none, an invalid one logs a warning."""
+_TEXT_KEYS = {f"{k}_{lang}" for k in ("title", "text", "url") for lang in LANGUAGES}
+TILE_TEXT_MAX = 500
+_URL_RE = re.compile(r"^https?://[^\s\\]+$")
+
+
+def _tile_fields(item: dict[str, object], where: str,
+                 extra_keys: set[str]) -> tuple[str, dict[str, dict[str, str]]]:
+    """A tile's kind and its texts by field and language; TilesError on any problem."""
+    extra = set(item) - _TEXT_KEYS - extra_keys - {"kind"}
+    if extra:
+        raise TilesError(f"{where}: unknown key {sorted(extra)[0]!r}")
+    kind = item.get("kind")
+    if kind not in TILE_KINDS:
+        raise TilesError(f"{where}: kind must be one of {', '.join(TILE_KINDS)}")
+    fields: dict[str, dict[str, str]] = {"title": {}, "text": {}, "url": {}}
+    for key, per_language in fields.items():
+        for lang in LANGUAGES:
+            value = item.get(f"{key}_{lang}", "")
+            if not isinstance(value, str) or len(value) > TILE_TEXT_MAX:
+                raise TilesError(f"{where}: {key}_{lang} must be text "
+                                 f"({TILE_TEXT_MAX} characters at most)")
+            if key == "url" and value and not _URL_RE.match(value):
+                raise TilesError(f"{where}: {key}_{lang} must be an http(s):// address")
+            per_language[lang] = value
+    if not fields["title"]["fr"] or not fields["title"]["en"]:
+        raise TilesError(f"{where}: title_fr and title_en are required")
+    return str(kind), fields
+
+
+# What the console stores with an edited tile besides its kind and texts.
+EDITED_KEYS = {"starts_at", "ends_at", "created_at", "updated_at", "by"}
+
+
+def parse_edited_tile(tile_id: str, text: str) -> Tile:
+    """A tile edited in the console, from its JSON in Redis; TilesError on any problem."""
+    where = f"edited tile {tile_id}"
+    try:
+        item = json.loads(text)
+    except (ValueError, RecursionError):
+        raise TilesError(f"{where}: not JSON") from None
+    if not isinstance(item, dict):
+        raise TilesError(f"{where}: expected a JSON object")
+    kind, fields = _tile_fields(item, where, EDITED_KEYS)
+    window: list[float | None] = []
+    for key in ("starts_at", "ends_at"):
+        value = item.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise TilesError(f"{where}: {key} must be a time in seconds or null")
+        window.append(None if value is None else float(value))
+    return Tile(kind=kind, title=fields["title"], text=fields["text"], url=fields["url"],
+                id=tile_id, starts_at=window[0], ends_at=window[1])
+
+
+def edited_tiles(store: Store) -> list[Tile]:
+    """Every tile edited in the console (any window), announcements first, newest first.
+
+    Read again only when the content version changed; a malformed entry is left
+    out with a warning. StoreError when Redis fails.
+    """
+    version = store.content_version()
+    if version is None:
+        return []
+    cached = _EDITED_CACHE.get(version)
+    if cached is not None:
+        return cached
+    # The version and the tiles in one step: what is cached is what that version names.
+    version, raw = store.content_snapshot()
+    tiles: list[tuple[int, float, Tile]] = []
+    for tile_id, text in raw.items():
+        try:
+            tile = parse_edited_tile(tile_id, text)
+            created = json.loads(text).get("created_at", 0)
+        except TilesError as error:
+            log.warning("edited tile not shown: problem=%s", error)
+            continue
+        order = -float(created) if isinstance(created, int | float) else 0.0
+        tiles.append((TILE_KINDS.index(tile.kind), order, tile))
+    result = [tile for _kind, _order, tile in sorted(tiles, key=lambda t: t[:2])]
+    if version is not None:
+        _EDITED_CACHE.clear()
+        _EDITED_CACHE[version] = result
+    return result
+
+
+def load_tiles(content_dir: Path, today: dt.date, *, store: Store | None = None,
+               now: float | None = None) -> list[Tile]:
+    """The tiles to show today (at ``now``): the console's from ``store``, then the file's.
+
+    An absent file means none, an invalid one logs a warning; Redis failing
+    logs a warning and leaves the file's tiles.
+    """
     path = content_dir / "tiles.toml"
     signature = _signature([path])
     cached = _TILES_CACHE.get(content_dir)
     if signature is not None and cached is not None and cached[0] == signature:
-        return [tile for tile in cached[1] if tile.shown_on(today)]
-    tiles = _read_tiles(path)
-    if signature is not None:
-        _TILES_CACHE[content_dir] = (signature, tiles)
-    return [tile for tile in tiles if tile.shown_on(today)]
+        tiles = cached[1]
+    else:
+        tiles = _read_tiles(path)
+        if signature is not None:
+            _TILES_CACHE[content_dir] = (signature, tiles)
+    edited: list[Tile] = []
+    if store is not None:
+        try:
+            edited = edited_tiles(store)
+        except StoreError as error:
+            log.warning("edited tiles not shown: problem=%s", error)
+    moment = time.time() if now is None else now
+    return [tile for tile in edited + tiles if tile.shown(today, moment)]
 
 
 def _read_tiles(path: Path) -> list[Tile]:

@@ -5,6 +5,10 @@ plain-HTTP interceptor and the HTTPS pages are two arbiters, each in its own
 child process. SIGTERM (or SIGINT) to this parent stops both cleanly; if one
 dies, the other is stopped too and the parent exits non-zero so systemd
 restarts the pair. A configuration problem exits 2 before anything listens.
+
+With ``[metrics] portal_port`` set, the workers record into a private
+directory made for this start, and this parent serves their sum on
+``[metrics] address`` (portal/metrics.py), apart from the residents' listeners.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from parvis.core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_problem, load_config
+from portal.metrics import MetricsListener
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +108,13 @@ def server_options(config: Config, tls: bool, workers: int, threads: int) -> dic
     return options
 
 
-def _serve(config: Config, tls: bool, workers: int, threads: int) -> None:
+def _serve(config: Config, tls: bool, workers: int, threads: int,
+           metrics: MetricsListener | None = None) -> None:
     """Child process: run one arbiter until it is told to stop."""
     from portal import create_app
 
+    if metrics is not None:
+        metrics.close_in_child()  # the parent's /metrics socket is not the arbiter's
     _Server(lambda: create_app(config), server_options(config, tls, workers, threads)).run()
 
 
@@ -121,18 +129,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    metrics: MetricsListener | None = None
     try:
-        config = load_config(args.config)
-        check_tls(config)
-        from portal import create_app
+        try:
+            config = load_config(args.config)
+            check_tls(config)
+            if config.metrics.portal_port:
+                # Before the first app is made: the workers find the directory in their
+                # environment, and a port in use is reported before anything listens.
+                metrics = MetricsListener(config)
+                metrics.bind()
+            from portal import create_app
 
-        create_app(config)  # the secret and the content, checked before anything listens
-    except ConfigError as error:
-        print(f"parvis-portal: {error}", file=sys.stderr)
-        return 2
+            create_app(config)  # the secret and the content, checked before anything listens
+        except ConfigError as error:
+            print(f"parvis-portal: {error}", file=sys.stderr)
+            return 2
+        return _run(config, args.workers, args.threads, metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()  # the directory goes; the arbiters, forked, never close it
 
+
+def _run(config: Config, workers: int, threads: int, metrics: MetricsListener | None) -> int:
+    """Fork the two arbiters and watch them until SIGTERM or until one dies."""
     context = multiprocessing.get_context("fork")
-    children = [context.Process(target=_serve, args=(config, tls, args.workers, args.threads),
+    children = [context.Process(target=_serve, args=(config, tls, workers, threads, metrics),
                                 name=f"parvis-portal-{'https' if tls else 'http'}")
                 for tls in (False, True)]
     stopping = False
@@ -143,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for child in children:
         child.start()
+    if metrics is not None:
+        metrics.start()  # a thread, started after the forks (a fork copies no thread)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while not stopping and all(child.is_alive() for child in children):

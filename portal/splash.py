@@ -25,6 +25,7 @@ from parvis.core.commands import Command, Verb
 from parvis.core.handoff import HandoffError, nonce_ttl_s, verify
 from parvis.core.sessions import Session, quota_left
 from parvis.store import Store
+from portal import metrics
 from portal.content import ContentError, Terms, load_terms, load_tiles
 from portal.ended import (
     Localized,
@@ -144,7 +145,8 @@ def _render_splash(st: PortalState, client: Client, *, code_error: str | None = 
     language = current_language()
     tiles = [{"kind": tile.kind, "title": tile.title[language], "text": tile.text[language],
               "url": tile.url[language]}
-             for tile in load_tiles(st.config.portal.content_dir, dt.date.today())]
+             for tile in load_tiles(st.config.portal.content_dir, dt.date.today(),
+                                    store=st.store, now=now)]
     html = render_template(
         "splash.html", terms=_terms(st), tiles=tiles, online=live is not None,
         remaining=_remaining(live, now), data_left=_data_left(live),
@@ -252,6 +254,7 @@ def _authorize(st: PortalState, client: Client, *, via: str, terms_version: str,
                       via="handoff" if client.via_handoff and via == "accept" else via,
                       code_batch=code_batch, timeout_s=timeout_s, plan=plan)
     result = client.store.call(command, timeout_s=st.config.portal.ack_timeout_s)
+    metrics.authorize_answered(command.via, result)
     if result is None:
         log.warning("authorize not acknowledged: ip=%s gateway=%s timeout_s=%s",
                     client.ip, client.gateway_id, st.config.portal.ack_timeout_s)
