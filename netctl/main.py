@@ -74,17 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.flush:
         return _flush(config)
     problems = check_environment(config)
-    if problems:
+    redis_only = bool(problems) and not any("_interface:" in p for p in problems)
+    if problems and (args.check or not redis_only):
         for problem in problems:
             print(f"parvis-netctl: {problem}", file=sys.stderr)
-        if not args.check and not any("_interface:" in p for p in problems):
-            # Redis is what is missing: the rules do not need it. Fail closed, so
-            # a gateway that boots before its Redis does not forward freely.
-            _close_only(config)
         return EXIT_CONFIG
     if args.check:
         print(f"parvis-netctl: {config.path}: configuration OK")
         return EXIT_OK
+    # Redis missing is not a configuration error at boot (the gateway may come up
+    # before it): _serve closes the gateway at once, then waits for Redis.
     return _serve(config)
 
 
@@ -101,15 +100,38 @@ def close_gateway(nft: Nft, config: Config) -> None:
         existing_sets=nft.set_names()))
 
 
-def _close_only(config: Config) -> None:
-    from netctl.nft import Nft, NftError
+REDIS_RETRY_S = 2.0
+REDIS_WAIT_REPORT_S = 30.0
 
-    try:
-        close_gateway(Nft(), config)
-        log.warning("Redis unreachable: firewall installed (unauthorised clients held at "
-                    "the portal), exiting")
-    except NftError as error:
-        log.error("could not install the firewall: %s", error)
+
+def _wait_for_redis(config: Config, stop: threading.Event) -> bool:
+    """Wait until Redis answers (True) or netctl is told to stop (False).
+
+    The firewall is already in place: unauthorised devices are held at the
+    portal, authorised ones keep their access. A gateway that boots before its
+    Redis waits here instead of exiting and being restarted in a loop.
+    """
+    from parvis.store import check_reachable
+
+    reason = check_reachable(config.redis.url, config.redis.timeout_s)
+    if reason is None:
+        return True
+    log.warning("waiting for Redis at %s (%s); the firewall is in place: unauthorised "
+                "devices are held at the portal, authorised ones keep their access; "
+                "retrying every %.0f s", config.redis.url, reason, REDIS_RETRY_S)
+    waited = 0.0
+    next_report = REDIS_WAIT_REPORT_S
+    while not stop.wait(REDIS_RETRY_S):
+        waited += REDIS_RETRY_S
+        reason = check_reachable(config.redis.url, config.redis.timeout_s)
+        if reason is None:
+            log.info("Redis answers after %.0f s; starting", waited)
+            return True
+        if waited >= next_report:
+            log.warning("still waiting for Redis at %s after %.0f s (%s)",
+                        config.redis.url, waited, reason)
+            next_report += REDIS_WAIT_REPORT_S
+    return False
 
 
 def _flush(config: Config) -> int:
@@ -161,6 +183,8 @@ def _serve(config: Config) -> int:
     except NftError as error:
         log.error("could not install the firewall: %s", error)
         return EXIT_FAILED
+    if not _wait_for_redis(config, stop):
+        return EXIT_OK
     metrics = NetctlMetrics(config)
     try:
         metrics.start()  # nothing when [metrics] netctl_port = 0

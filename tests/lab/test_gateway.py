@@ -490,7 +490,9 @@ def test_kernel_timeout_ends_access_even_with_netctl_stopped(lab: Lab) -> None:
     assert lands_on_portal(lab, "c1", f"http://{WEB4}/")
 
 
-def test_netctl_fails_closed_when_redis_is_unreachable(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.netctl_warnings("waiting for Redis")
+def test_netctl_fails_closed_and_waits_when_redis_is_unreachable(lab: Lab, tmp_path: Path
+                                                                  ) -> None:
     lab.stop_netctl(signal.SIGTERM)
     flushed = lab.exec("gw", [sys.executable, "-m", "netctl.main", "--config",
                               str(lab.config_path), "--flush"], check=False)
@@ -501,11 +503,23 @@ def test_netctl_fails_closed_when_redis_is_unreachable(lab: Lab, tmp_path: Path)
     data["redis"]["url"] = "unix:///run/parvis-lab/no-such/redis.sock"
     broken = tmp_path / "parvis.toml"
     write_toml(broken, data)
-    result = lab.exec("gw", [sys.executable, "-m", "netctl.main", "--config", str(broken)],
-                      check=False)
-    assert result.returncode == 2 and "[redis] url: cannot reach" in result.stderr
-    assert not reaches_internet(lab, "c1")
-    assert lands_on_portal(lab, "c1", f"http://{WEB4}/")
+    waiting = lab.popen("gw", [sys.executable, "-m", "netctl.main", "--config", str(broken)],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The firewall goes in at once; then netctl waits for Redis instead of exiting.
+        assert wait_for(lambda: not reaches_internet(lab, "c1"), timeout=5) is not None
+        assert lands_on_portal(lab, "c1", f"http://{WEB4}/")
+        time.sleep(2.5)  # more than one retry
+        assert waiting.poll() is None, "netctl exited instead of waiting for Redis"
+    finally:
+        waiting.send_signal(signal.SIGTERM)
+        _, stderr = waiting.communicate(timeout=15)
+    assert waiting.returncode == 0, stderr
+    assert "waiting for Redis at unix:///run/parvis-lab/no-such/redis.sock" in stderr, stderr
+    # --check still says what is wrong, and exits 2.
+    check = lab.exec("gw", [sys.executable, "-m", "netctl.main", "--config", str(broken),
+                            "--check"], check=False)
+    assert check.returncode == 2 and "[redis] url: cannot reach" in check.stderr
 
 
 def test_walled_garden_is_open_to_the_web_only(lab: Lab) -> None:
