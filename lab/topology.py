@@ -93,6 +93,8 @@ GARDEN_SUB4 = "203.0.113.81"
 GARDEN_SUB6 = "2001:db8:203::81"
 # The walled garden's names in the generated configuration (subdomains included).
 GARDEN_NAMES = (GARDEN_NAME,)
+# A name whose TXT record is as big as a DNS tunnel's answers (the stand-in internet's DNS).
+TUNNEL_TXT_NAME = "tunnel.example"
 # What Windows' NCSI expects for dns.msftncsi.com.
 NCSI_NAME = "dns.msftncsi.com"
 NCSI4 = "131.107.255.255"
@@ -843,6 +845,8 @@ logfile ""
             f"address=/{GARDEN_NAME}/{GARDEN6}",
             f"address=/{GARDEN_SUBNAME}/{GARDEN_SUB4}",
             f"address=/{GARDEN_SUBNAME}/{GARDEN_SUB6}",
+            # What a DNS tunnel's server answers: TXT records filling a UDP answer (~1 KB).
+            *(f'txt-record={TUNNEL_TXT_NAME},"{"t" * 240}{i:02d}"' for i in range(4)),
         ])
         self._spawn("internet", "up", [sys.executable, "-m", "lab.internet"])
         self._spawn("iperf3", "up", ["iperf3", "-s", "-p", str(IPERF_PORT)])

@@ -22,7 +22,9 @@ The shape, for the LAN interface ``lan``:
   fast; to the LAN, only replies to connections that were let out.
 * ``input``: from the LAN the gateway answers DHCP, DNS, the portal, ping and
   neighbour discovery; everything else is rejected. Before login, DNS is
-  limited per source address (a resolver is a tunnel otherwise).
+  limited per source address (a resolver is a tunnel otherwise): queries by
+  packet rate here, answers by bytes in ``postrouting`` (the query's
+  connection carries a conntrack mark that says it was made before login).
 * ``postrouting``: the ``clients*_down`` lookup counts downstream bytes.
 * shaping: ``shape4``/``shape6`` map a shaped client's address to its HTB
   class; ``forward`` sets the priority of forwarded packets from them (by
@@ -64,6 +66,17 @@ GARDEN_NAMES_TIMEOUT_S = 6 * 3600
 DNS_METER4 = "dns_meter4"
 DNS_METER6 = "dns_meter6"
 DNS_RATE_BEFORE_LOGIN = 30
+# ...and its answers at most this many bytes a second (burst below): a phone
+# resolving the portal and its probes needs a few kilobytes in all; a tunnel
+# carries its data in big answers (TXT records, TCP DNS).
+DNS_ANSWER_KBYTES_BEFORE_LOGIN = 4
+DNS_ANSWER_BURST_KBYTES = 16
+DNS_BYTES4 = "dns_bytes4"
+DNS_BYTES6 = "dns_bytes6"
+# Set on the connection of a DNS query made before login, so that its answers,
+# which leave through postrouting where the device's mark is not known, can be
+# limited too. One bit of the conntrack mark, as AUTHORISED_MARK is of the packet's.
+PRELOGIN_DNS_CTMARK = 0x00020000
 SHAPE4 = "shape4"
 SHAPE6 = "shape6"
 DNS_BURST_BEFORE_LOGIN = 60
@@ -219,6 +232,10 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
         ],
         "input": [[_iif(lan), {"jump": {"target": "lan_in"}}]],
         "lan_in": [
+            [_not_authorised(), _match(_meta("l4proto"), {"set": ["tcp", "udp"]}),
+             _match(_payload("th", "dport"), 53),
+             {"mangle": {"key": {"ct": {"key": "mark"}},
+                         "value": {"|": [{"ct": {"key": "mark"}}, PRELOGIN_DNS_CTMARK]}}}],
             *([_not_authorised(), _match(_meta("l4proto"), {"set": ["tcp", "udp"]}),
                _match(_payload("th", "dport"), 53),
                {"set": {"op": "update", "elem": _payload(family, "saddr"), "set": "@" + meter,
@@ -243,6 +260,17 @@ def rules(config: Config) -> dict[str, list[list[Json]]]:
         "postrouting": [
             [_oif(lan), _match(_payload("ip", "daddr"), "@" + ClientSet.DOWN4.value)],
             [_oif(lan), _match(_payload("ip6", "daddr"), "@" + ClientSet.DOWN6.value)],
+            # Answers to DNS queries made before login: a byte budget per device.
+            *([_oif(lan),
+               _match({"&": [{"ct": {"key": "mark"}}, PRELOGIN_DNS_CTMARK]}, PRELOGIN_DNS_CTMARK),
+               _match(_payload("th", "sport"), 53),
+               {"set": {"op": "update", "elem": _payload(family, "daddr"), "set": "@" + meter,
+                        "stmt": [{"limit": {
+                            "rate": DNS_ANSWER_KBYTES_BEFORE_LOGIN, "rate_unit": "kbytes",
+                            "per": "second", "burst": DNS_ANSWER_BURST_KBYTES,
+                            "burst_unit": "kbytes", "inv": True}}]}},
+               DROP]
+              for family, meter in (("ip", DNS_BYTES4), ("ip6", DNS_BYTES6))),
         ],
         "nat_postrouting": (
             [[_oif(wan), {"masquerade": None}]] if config.gateway.masquerade else []
@@ -280,6 +308,8 @@ def set_definitions() -> list[Json]:
         {**_set_definition(SHAPE6, "ipv6_addr", ["timeout"]), "map": "classid"},
         {**_set_definition(DNS_METER4, "ipv4_addr", ["timeout"]), "timeout": 60},
         {**_set_definition(DNS_METER6, "ipv6_addr", ["timeout"]), "timeout": 60},
+        {**_set_definition(DNS_BYTES4, "ipv4_addr", ["timeout"]), "timeout": 60},
+        {**_set_definition(DNS_BYTES6, "ipv6_addr", ["timeout"]), "timeout": 60},
     ]
     return definitions
 
@@ -306,7 +336,7 @@ def build_table(
     ``add`` whose flags differ from the existing set's is refused.
     """
     commands: list[Json] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
-    keep = set(existing_sets) & {DNS_METER4, DNS_METER6}
+    keep = set(existing_sets) & {DNS_METER4, DNS_METER6, DNS_BYTES4, DNS_BYTES6}
     commands += [{"add": {"set": d}} for d in set_definitions() if d["name"] not in keep]
     for name, (type_, hook, priority) in _BASE_CHAINS.items():
         commands.append({"add": {"chain": {

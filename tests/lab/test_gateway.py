@@ -554,6 +554,49 @@ print(len(answers))
 """
 
 
+TUNNEL_QUERIES = """
+import socket, struct, sys, time
+server, count, name = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+family = socket.AF_INET6 if ":" in server else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.connect((server, 53))
+qname = b"".join(bytes([len(p)]) + p for p in name.split(b".")) + b"\\0"
+edns = b"\\0" + struct.pack(">HHIH", 41, 1232, 0, 0)  # OPT: answers up to 1232 bytes
+received = 0
+for i in range(count):
+    s.send(struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 1) + qname + struct.pack(">HH", 16, 1)
+           + edns)
+    time.sleep(0.01)
+s.settimeout(0.5)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    try:
+        received += len(s.recv(4096))
+    except socket.timeout:
+        break
+print(received)
+"""
+
+
+@pytest.mark.parametrize("server", [lab_topology.LAN_GATEWAY4, lab_topology.LAN_GATEWAY6])
+def test_dns_answers_before_login_have_a_byte_budget(lab: Lab, server: str) -> None:
+    """A DNS tunnel's big answers (TXT): 4 KB/s, burst 16 KB, per device before login."""
+    queries = [sys.executable, "-c", TUNNEL_QUERIES, server, "50", lab_topology.TUNNEL_TXT_NAME]
+    before = int(lab.exec("c1", queries, timeout=60).stdout)
+    assert parvisctl(lab, "auth", lab.client_ip(1)).returncode == 0
+    assert wait_for(lambda: reaches_internet(lab, "c1"), timeout=1.0) is not None
+    if ":" in server:
+        assert wait_for(lambda: reaches_internet(lab, "c1", f"http://[{WEB6}]/", "-6"),
+                        timeout=6, interval=0.3) is not None
+    after = int(lab.exec("c1", queries, timeout=60).stdout)
+    print(f"\n50 TXT answers of about 1 KB via {server}: {before} bytes before login, "
+          f"{after} after")
+    # Sent over half a second: the 16 KB burst and a few KB more, against all of them.
+    assert before <= 16_000 + 4_000 * 2 + 2_000, before
+    assert after >= 40_000, after
+
+
 @pytest.mark.parametrize("server", [lab_topology.LAN_GATEWAY4, lab_topology.LAN_GATEWAY6])
 def test_dns_before_login_is_rate_limited_and_after_login_is_not(lab: Lab, server: str) -> None:
     flood = [sys.executable, "-c", DNS_FLOOD, server, "300"]
