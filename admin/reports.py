@@ -11,9 +11,11 @@ page says that reports are not available.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import re
+import zoneinfo
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
@@ -62,7 +64,12 @@ def _choice(api: dict[str, Any]) -> tuple[list[str], str, list[str], str | None]
 
 def _report(api: dict[str, Any], month: str, zone: str | None) -> Any:
     st = state()
-    return api["load_report"](st.store, month, zone, st.config.reports.min_count)
+    # "Today" in the town's time zone: a running month ends there, not at UTC's date.
+    zone_info = (zoneinfo.ZoneInfo(st.config.gateway.timezone) if st.config.gateway.timezone
+                 else None)
+    now = dt.datetime.fromtimestamp(st.clock(), tz=dt.UTC)
+    today = (now.astimezone(zone_info) if zone_info else now.astimezone()).date()
+    return api["load_report"](st.store, month, zone, st.config.reports.min_count, today=today)
 
 
 @bp.get("/rapports")
@@ -93,7 +100,9 @@ def _download(kind: str) -> Response:
     lang = page_language()
     name = f"rapport-{month}" + (f"-{re.sub(r'[^A-Za-z0-9_-]', '_', zone)}" if zone else "")
     if kind == "csv":
-        response = Response(api["report_csv"](report, lang), mimetype="text/csv")
+        # With a byte order mark: spreadsheet programs then read the accents right.
+        response = Response(api["report_csv"](report, lang).encode("utf-8-sig"),
+                            content_type="text/csv; charset=utf-8")
     else:
         response = Response(bytes(api["report_pdf"](report, lang)),
                             mimetype="application/pdf")

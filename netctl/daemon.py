@@ -70,6 +70,7 @@ from parvis.core.sessions import (
     shift_times,
 )
 from parvis.core.units import format_rate, format_size
+from parvis.reports.rollup import roll_up
 from parvis.store import Store, StoreError, new_consumer_name
 
 log = logging.getLogger(__name__)
@@ -1248,6 +1249,7 @@ class Gateway:
         next_health = 0.0
         next_prune = 0.0
         next_store_try = 0.0
+        next_rollup = 0.0
         pending_first = True
         while not stop.is_set():
             store_ok = False
@@ -1299,6 +1301,9 @@ class Gateway:
                     sightings = drain_sightings()
                     if sightings:
                         self.store.record_seen(sightings)
+                if now >= next_rollup:
+                    next_rollup = now + self.config.reports.rollup_interval_s
+                    self._roll_up()
                 if now >= next_prune:
                     self.store.prune_seen(self.clock())
                     # Raw accounting records name MACs and IPs: they go after the
@@ -1318,6 +1323,16 @@ class Gateway:
             except Exception as error:  # noqa: BLE001 - logged, then the state is rebuilt
                 self._failed(error)
                 stop.wait(1.0)
+
+    def _roll_up(self) -> None:
+        """Fold new accounting records into the council's daily aggregates."""
+        try:
+            roll_up(self.store, self.config, self.clock())
+        except StoreError:
+            raise  # Redis is away: the loop's outage handling, retried next interval
+        except Exception:  # noqa: BLE001 - a report bug must not rebuild the firewall
+            self.metrics.error("unexpected")
+            log.exception("report roll-up failed; retrying at the next interval")
 
     def _failed(self, error: Exception) -> None:
         self.metrics.error("nft" if isinstance(error, NftError) else "unexpected")
