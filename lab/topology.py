@@ -727,8 +727,11 @@ class Lab:
         self._progress("creating links (bridge lan0, wan0/up0, one veth per client)…")
         no_dad = {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"}
         # Before the links exist, so they are created with DAD off (addresses usable at once).
+        # keep_addr_on_down: a link that bounces keeps its static IPv6 addresses (fd77::1),
+        # as it keeps its IPv4 ones; without it the portal's IPv6 address would be gone.
         self._sysctl("gw", {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
-                            **no_dad})
+                            "net.ipv6.conf.default.keep_addr_on_down": "1",
+                            "net.ipv6.conf.all.keep_addr_on_down": "1", **no_dad})
         # IPv6 refuses a source address (IPV6_PKTINFO, as dnsmasq and the UDP echo
         # use to answer from the address asked) that is only an AnyIP route, unless
         # non-local binding is allowed; IPv4 accepts it as it is.

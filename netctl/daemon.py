@@ -175,6 +175,9 @@ class Gateway:
         # Memory holds changes Redis has not got yet (it was unreachable).
         self.dirty = False
         self._outage_since: float | None = None
+        # How many rules each chain must hold: a chain flushed or edited by hand shows
+        # as a different count at the next sweep, and the table is rebuilt.
+        self._rule_counts = {chain: len(rules) for chain, rules in ruleset.rules(config).items()}
 
     # --- start-up and reconcile ---------------------------------------------------------------
 
@@ -1060,6 +1063,13 @@ class Gateway:
             self.reconcile(rebuild_table=True)
             self._reconcile_shaping()
             return
+        counts = self.nft.rule_counts(self._rule_counts)
+        if counts != self._rule_counts:
+            changed_chains = sorted(c for c in counts if counts[c] != self._rule_counts[c])
+            log.warning("firewall rules changed by hand in %s; restoring them",
+                        ", ".join(changed_chains))
+            self.reconcile(rebuild_table=True)
+            readings = self.nft.client_elements() or {}
         read_done = time.perf_counter()
         changed: dict[str, Session] = {}
         day = self._day(now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import nftables
@@ -125,3 +126,20 @@ class Nft:
                     address = key.get("elem", {}).get("val") if isinstance(key, dict) else key
                     entries[str(address)] = str(data)
         return entries
+
+    def rule_counts(self, chains: Iterable[str]) -> dict[str, int]:
+        """How many rules each of these chains of ``inet parvis`` holds (-1: chain missing).
+
+        One libnftables call; the chains hold a few dozen rules in all, so this is
+        cheap enough for every sweep (the sets, which are big, are not listed).
+        """
+        counts: dict[str, int] = {}
+        for name in chains:
+            try:
+                objects = self.query([{"list": {"chain": {
+                    "family": ruleset.FAMILY, "table": ruleset.TABLE, "name": name}}}])
+            except NftError:
+                counts[name] = -1
+                continue
+            counts[name] = sum(1 for obj in objects if "rule" in obj)
+        return counts

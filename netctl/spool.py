@@ -233,6 +233,7 @@ class Spool:
         """Read the file once at start: count its records, find its last id, cut a torn line."""
         if not self.path.exists():
             return
+        repeats = 0
         with open(self.path, "r+b") as file:
             size = file.seek(0, os.SEEK_END)
             file.seek(0)
@@ -248,8 +249,9 @@ class Spool:
                     log.error("spool %s: line %d is not a record; skipping it",
                               self.path, number)
                 elif kind is _Line.REPEAT:
-                    log.warning("spool %s: line %d repeats id %s or goes back; skipping it",
-                                self.path, number, line_id)
+                    repeats += 1
+                    log.debug("spool %s: line %d repeats id %s or goes back; skipping it",
+                              self.path, number, line_id)
                 if line_id is not None and kind is not _Line.REPEAT and (
                         self._last_id is None or compare_ids(line_id, self._last_id) > 0):
                     self._last_id = line_id
@@ -258,6 +260,9 @@ class Spool:
                             "appending: its append never returned)", self.path, size - self._size)
                 file.truncate(self._size)
                 os.fsync(file.fileno())
+        if repeats:
+            # Records sent and kept a few seconds for safety, then a restart: harmless.
+            log.info("spool %s: skipped %d lines repeating earlier ids", self.path, repeats)
         if self._count:
             log.info("spool %s: %d accounting records to send", self.path, self._count)
 

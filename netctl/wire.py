@@ -66,9 +66,12 @@ class DhcpWatcher:
         self.interface = interface
         self.sightings: queue.SimpleQueue[Sighting] = queue.SimpleQueue()
         self._sniffer: Any = None
+        self._wanted = False
+        self._next_restart = 0.0
 
     def start(self) -> None:
         """Start sniffing in a background thread."""
+        self._wanted = True
         self._sniffer = AsyncSniffer(
             iface=self.interface,
             filter="udp and (port 67 or port 68)",
@@ -88,7 +91,12 @@ class DhcpWatcher:
             self.sightings.put(sighting)
 
     def drain(self, limit: int = 10_000) -> list[Sighting]:
-        """Every sighting queued since the last call (at most ``limit``)."""
+        """Every sighting queued since the last call (at most ``limit``).
+
+        Also restarts the sniffer if it died: scapy's ends on "Network is down"
+        when the LAN link bounces, and would not come back by itself.
+        """
+        self._keep_alive()
         out: list[Sighting] = []
         while len(out) < limit:
             try:
@@ -97,8 +105,30 @@ class DhcpWatcher:
                 break
         return out
 
+    def _keep_alive(self) -> None:
+        sniffer = self._sniffer
+        if not self._wanted or sniffer is None:
+            return
+        # The thread, not scapy's `running` flag: an error other than Ctrl-C ends the
+        # thread with the flag still set.
+        thread = getattr(sniffer, "thread", None)
+        if thread is None or thread.is_alive():
+            return
+        now = time.monotonic()
+        if now < self._next_restart:
+            return
+        self._next_restart = now + 1.0
+        log.warning("DHCP watching stopped (the link went down?); restarting it "
+                    "interface=%s", self.interface)
+        try:
+            self.start()
+        except (OSError, RuntimeError) as error:
+            log.warning("DHCP watching cannot restart yet interface=%s error=%s",
+                        self.interface, error)
+
     def stop(self) -> None:
         """Stop the sniffer thread."""
+        self._wanted = False
         if self._sniffer is not None and getattr(self._sniffer, "running", False):
             try:
                 self._sniffer.stop()

@@ -33,6 +33,7 @@ class RecordingNft:
 
     def __init__(self) -> None:
         self.batches: list[list[dict[str, Any]]] = []
+        self.rules: dict[str, int] = {}
 
     def apply(self, commands: list[dict[str, Any]]) -> None:
         if not commands:
@@ -40,6 +41,15 @@ class RecordingNft:
         self.batches.append(commands)
         if f"\"{POISON}\"" in json.dumps(commands):
             raise NftError("refused for the test", commands)
+        for command in commands:  # the chains' rules, as the kernel would hold them
+            if "chain" in command.get("flush", {}):
+                self.rules[command["flush"]["chain"]["name"]] = 0
+            elif "rule" in command.get("add", {}):
+                chain = command["add"]["rule"]["chain"]
+                self.rules[chain] = self.rules.get(chain, 0) + 1
+
+    def rule_counts(self, chains: list[str]) -> dict[str, int]:
+        return {chain: self.rules.get(chain, -1) for chain in chains}
 
     def table_exists(self) -> bool:
         return True
