@@ -32,6 +32,7 @@ from portal.content import (
     load_tiles,
     parse_edited_tile,
 )
+from portal.ended import read_epoch
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,16 @@ def _edited() -> dict[str, tuple[Tile, dict[str, Any]]]:
     tiles = {}
     for tile_id, text in raw.items():
         try:
-            tiles[tile_id] = (parse_edited_tile(tile_id, text), json.loads(text))
+            tile, record = parse_edited_tile(tile_id, text), json.loads(text)
         except TilesError as error:
             log.warning("edited tile unreadable: problem=%s", error)
+            continue
+        # What the list shows of the console's own fields: a malformed one is left out.
+        record["created_at"] = read_epoch(record.get("created_at")) or 0.0
+        record["updated_at"] = read_epoch(record.get("updated_at"))
+        if not isinstance(record.get("by"), str):
+            record["by"] = ""
+        tiles[tile_id] = (tile, record)
     return tiles
 
 
@@ -138,6 +146,10 @@ def _validate(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         try:
             record[name] = parse_local(form[name], zone)
         except ValueError:
+            errors[name] = gettext("A date and time, e.g. 2026-12-24 08:00.")
+            continue
+        if record[name] is not None and read_epoch(record[name]) is None:
+            # Before 1970 or after 2099: the portal would not show it, the list could not.
             errors[name] = gettext("A date and time, e.g. 2026-12-24 08:00.")
     starts, ends = record.get("starts_at"), record.get("ends_at")
     if "ends_at" not in errors and starts is not None and ends is not None and ends <= starts:

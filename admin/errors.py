@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from werkzeug.exceptions import HTTPException
 
 from parvis.store import StoreError
+from portal.errors import ensure_url_adapter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def render_error(status: int, kind: str) -> Response:
     for language in [current] + [lang for lang in LANGUAGES if lang != current]:
         with force_locale(language):
             versions.append({"lang": language, "title": str(title), "text": str(text)})
+    ensure_url_adapter()  # the Host may have been too malformed for werkzeug to make one
     html = render_template("error.html", status=status, versions=versions)
     response = Response(html, status=status, mimetype="text/html")
     if status == 503:

@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import re
 import time
 import tomllib
@@ -24,6 +23,7 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from parvis.store import Store, StoreError
+from portal.ended import read_epoch
 
 log = logging.getLogger(__name__)
 
@@ -265,10 +265,10 @@ def parse_edited_tile(tile_id: str, text: str) -> Tile:
     window: list[float | None] = []
     for key in ("starts_at", "ends_at"):
         value = item.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not math.isfinite(value)):
-            raise TilesError(f"{where}: {key} must be a time in seconds or null")
-        window.append(None if value is None else float(value))
+        moment = read_epoch(value)
+        if value is not None and moment is None:
+            raise TilesError(f"{where}: {key} must be a time in seconds (1970 to 2100) or null")
+        window.append(moment)
     return Tile(kind=kind, title=fields["title"], text=fields["text"], url=fields["url"],
                 id=tile_id, starts_at=window[0], ends_at=window[1])
 
@@ -295,7 +295,7 @@ def edited_tiles(store: Store) -> list[Tile]:
         except TilesError as error:
             log.warning("edited tile not shown: problem=%s", error)
             continue
-        order = -float(created) if isinstance(created, int | float) else 0.0
+        order = -(read_epoch(created) or 0.0)
         tiles.append((TILE_KINDS.index(tile.kind), order, tile))
     result = [tile for _kind, _order, tile in sorted(tiles, key=lambda t: t[:2])]
     if version is not None:
@@ -337,7 +337,9 @@ def _read_tiles(path: Path) -> list[Tile]:
         tiles = parse_tiles(data)
     except FileNotFoundError:
         return []
-    except (OSError, tomllib.TOMLDecodeError, TilesError) as error:
+    except (OSError, ValueError, RecursionError) as error:
+        # ValueError: TOMLDecodeError, TilesError, and bytes that are not UTF-8 (a file
+        # saved as Latin-1), which tomllib lets through; RecursionError: arrays nested deep.
         # The page must still render: the tiles are extra, the terms are what matter.
         log.warning("tiles not shown: path=%s problem=%s", path, error)
         return []

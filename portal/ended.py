@@ -67,12 +67,16 @@ def read_epoch(value: object) -> float | None:
     """``value`` as epoch seconds if it is a plausible time (finite, 1970 to 2100), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
     return number if math.isfinite(number) and 0 <= number < _MAX_EPOCH else None
 
 
 def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    # Beyond 64 bits a count is nonsense, and the wording's float arithmetic would overflow.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         return 0
     return value
 

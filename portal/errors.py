@@ -12,7 +12,8 @@ import logging
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
+from flask.globals import request_ctx
 from flask_babel import force_locale, get_locale, lazy_gettext  # type: ignore[import-untyped]
 from flask_wtf.csrf import CSRFError  # type: ignore[import-untyped]
 from werkzeug.exceptions import HTTPException
@@ -86,6 +87,18 @@ def _retry() -> dict[str, Any] | None:
     return {"method": "get", "action": request.path, "fields": fields}
 
 
+def ensure_url_adapter() -> None:
+    """Give the request a URL adapter if it has none, so an error page can build its links.
+
+    werkzeug makes none when it cannot IDNA-encode the Host header (a label over
+    63 characters, an empty label): the request is answered 400 (BadHost), but
+    ``url_for`` in the page would then fail. The links built are relative.
+    """
+    if request_ctx.url_adapter is None:
+        request_ctx.url_adapter = current_app.url_map.bind(
+            "localhost", script_name=request.script_root or "/", url_scheme=request.scheme)
+
+
 def render_error(status: int, kind: str, *, retry: bool = False, **params: Any) -> Response:
     """The error page for ``kind`` in the current language, followed by the other language."""
     if request.path.startswith("/api/"):
@@ -101,6 +114,7 @@ def render_error(status: int, kind: str, *, retry: bool = False, **params: Any) 
         with force_locale(language):
             versions.append({"lang": language, "title": str(title),
                              "text": str(text) % params if params else str(text)})
+    ensure_url_adapter()
     html = render_template("error.html", status=status, versions=versions,
                            retry=_retry() if retry else None)
     response = Response(html, status=status, mimetype="text/html")

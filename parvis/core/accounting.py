@@ -22,7 +22,7 @@ from parvis.core.sessions import EndReason, Session
 # ([accounting] retention_days), reports keep only aggregates.
 RETENTION_S = 30 * 24 * 3600
 
-_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _U64 = 2**64 - 1
 
 
@@ -152,7 +152,10 @@ class Record:
     @classmethod
     def from_json(cls, text: str | bytes) -> Record:
         """Read what :meth:`to_json` wrote; ValueError if it is not a record."""
-        body = json.loads(text)
+        try:
+            body = json.loads(text)
+        except RecursionError:  # a garbled line of nested brackets
+            raise ValueError("not an accounting record (nested too deeply)") from None
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise ValueError("not an accounting record")
         record_id = body.pop("id")

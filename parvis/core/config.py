@@ -316,7 +316,9 @@ def load_config(path: Path | str) -> Config:
             f"{path}: permission denied, expected a file this user can read") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
-    except tomllib.TOMLDecodeError as error:
+    except (ValueError, RecursionError) as error:
+        # tomllib's TOMLDecodeError, and what it lets through: bytes that are not UTF-8
+        # (UnicodeDecodeError), an integer of thousands of digits, arrays nested too deep.
         raise ConfigError(f"{path}: not valid TOML ({error}), expected TOML syntax") from None
     return parse_config(data, path)
 
@@ -381,7 +383,7 @@ def parse_config(data: Mapping[str, Any], path: Path | str = "<config>") -> Conf
 def _interface(section: _Section, key: str) -> str:
     expected = "an interface name of 1 to 15 characters (e.g. \"br-lan\")"
     name = section.get(key, str, expected, required=True)
-    if not _IFNAME_RE.match(name):
+    if not _IFNAME_RE.fullmatch(name):
         raise section.fail(key, f"{name!r} is not an interface name", expected)
     return name
 
@@ -389,7 +391,7 @@ def _interface(section: _Section, key: str) -> str:
 def _gateway(s: _Section) -> GatewayConfig:
     expected_id = "1 to 32 lower-case letters, digits or dashes (e.g. \"plessisville-1\")"
     gateway_id = s.get("id", str, expected_id, required=True)
-    if not _GATEWAY_ID_RE.match(gateway_id):
+    if not _GATEWAY_ID_RE.fullmatch(gateway_id):
         raise s.fail("id", f"{gateway_id!r} is not a valid gateway id", expected_id)
     lan = _interface(s, "lan_interface")
     wan = _interface(s, "wan_interface")
@@ -417,7 +419,7 @@ def _gateway(s: _Section) -> GatewayConfig:
 def _zone(s: _Section) -> str | None:
     expected = "1 to 40 letters, digits, spaces or dashes (e.g. \"centre-ville\")"
     zone = s.get("zone", str, expected, None)
-    if zone is not None and not re.match(r"^[\w][\w -]{0,39}$", zone):
+    if zone is not None and not re.fullmatch(r"[^\W_][\w -]{0,39}", zone):
         raise s.fail("zone", f"{zone!r} is not a zone name", expected)
     return zone
 
@@ -463,7 +465,7 @@ _HOSTNAME_RE = re.compile(
 def _hostname(s: _Section, key: str, default: str) -> str:
     expected = "a fully qualified DNS name (e.g. \"portail.plessisville.ca\")"
     name = s.get(key, str, expected, default).lower()
-    if not _HOSTNAME_RE.match(name):
+    if not _HOSTNAME_RE.fullmatch(name):
         raise s.fail(key, f"{name!r} is not a DNS name", expected)
     return name
 
@@ -483,7 +485,7 @@ def _url(s: _Section, key: str) -> str | None:
     if key not in s.table:
         return None
     text = s.get(key, str, expected)
-    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", text):
+    if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text):
         raise s.fail(key, f"{text!r} is not a web address", expected)
     return text
 
@@ -520,7 +522,7 @@ def _plans(path: Path, table: Mapping[str, Any], session: SessionConfig) -> dict
     plans: dict[str, PlanConfig] = {}
     for name, body in table.items():
         where = f"plans.{name}"
-        if not _PLAN_NAME_RE.match(name):
+        if not _PLAN_NAME_RE.fullmatch(name):
             raise ConfigError(config_problem(path, where, "", "not a valid plan name",
                                              "1 to 32 lower-case letters, digits, - or _"))
         if not isinstance(body, dict):
@@ -594,7 +596,7 @@ def _walled_garden(s: _Section) -> WalledGardenConfig:
     expected_names = "a list of DNS names (e.g. [\"plessisville.quebec\"])"
     names = []
     for item in s.get("names", list, expected_names, []):
-        if not isinstance(item, str) or not _HOSTNAME_RE.match(item.lower()):
+        if not isinstance(item, str) or not _HOSTNAME_RE.fullmatch(item.lower()):
             raise s.fail("names", f"{item!r} is not a DNS name", expected_names)
         names.append(item.lower())
     return WalledGardenConfig(cidrs=tuple(cidrs), names=tuple(dict.fromkeys(names)))

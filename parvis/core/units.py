@@ -6,6 +6,7 @@ because that is how internet plans and ISPs state them.
 
 from __future__ import annotations
 
+import math
 import re
 
 _PREFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -34,7 +35,10 @@ def _parse(text: str | int, pattern: re.Pattern[str], expected: str) -> int:
     if match is None:
         raise ValueError(f"{text!r} is not {expected}")
     number, prefix = match.groups()
-    value = round(float(number) * _PREFIXES[prefix.lower()])
+    scaled = float(number) * _PREFIXES[prefix.lower()]
+    if not math.isfinite(scaled):  # hundreds of digits: beyond float, round() would overflow
+        raise ValueError(f"{text!r} is too large")
+    value = round(scaled)
     if value == 0 and float(number) != 0:
         # 0 means unlimited / no quota: never reach it by rounding.
         raise ValueError(f"{text!r} is less than 1 and not 0")

@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from parvis.core.commands import Command, Result, parse_command
+from parvis.core.commands import Command, CommandError, Result, parse_command
 from parvis.core.config import Config, parse_config
 from parvis.store import Store, connect
 from portal import create_app
@@ -166,7 +166,11 @@ class FakeNetctl:
     def run(self) -> None:
         while not self._stop.is_set():
             for entry_id, fields in self.store.read_commands("fake-netctl", 100, 10):
-                command = parse_command(fields)
+                try:
+                    command = parse_command(fields)
+                except CommandError as error:  # refused as netctl refuses it
+                    self.store.acknowledge([(entry_id, Result(False, str(error)))])
+                    continue
                 self.seen.append(command)
                 result = self.decide(command) if self.decide else self.grant(command)
                 self.store.acknowledge([(entry_id, result)])

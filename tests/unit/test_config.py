@@ -101,6 +101,10 @@ CASES = [
     ("accounting", "interim_interval_s", 0, "[accounting] interim_interval_s: 0 is out of range"),
     ("accounting", "spool_dir", "spool", "[accounting] spool_dir: 'spool' is not an absolute"),
     ("gateway", "zone", "<script>", "[gateway] zone: '<script>' is not a zone name"),
+    # A trailing newline is not part of a valid name (re's $ would let it through).
+    ("gateway", "id", "gw-1\n", "[gateway] id: 'gw-1\\n' is not a valid gateway id"),
+    ("gateway", "lan_interface", "lan0\n", "[gateway] lan_interface: 'lan0\\n' is not an "
+                                          "interface name"),
     ("admin", "address", "localhost", "[admin] address: 'localhost' is not valid"),
     ("admin", "lockout_attempts", 0, "[admin] lockout_attempts: 0 is out of range"),
     ("metrics", "netctl_port", 70000, "[metrics] netctl_port: 70000 is out of range"),
