@@ -920,7 +920,9 @@ def test_a_gateway_link_bounced_under_load(chaos: Chaos, link: str) -> None:
     up_at = time.time()
     if link == topology.WAN_INTERFACE:
         restore_routes(lab)
-    back_s = wait_until(lambda: all_echo_after(chaos, up_at), 15, 0.1)
+    # Every resident has been back 7-15 s after lan0 returned on this machine (not
+    # understood yet: docs/reliability.md); what is asserted is that they all come back.
+    back_s = wait_until(lambda: all_echo_after(chaos, up_at), 30, 0.1)
     assert back_s is not None, "some residents did not come back after the link"
     window = chaos.settle(up_at)
     print(f"\n{link} down 2 s: every resident's echo back {back_s:.2f} s after the link; "
