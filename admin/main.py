@@ -13,37 +13,19 @@ import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
-from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from parvis.core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_problem, load_config
+from parvis.serving import GunicornApp
 from parvis.store import Store, StoreError, connect
 
 log = logging.getLogger(__name__)
 
 EXPECTED_ADDRESS = ("a management address or loopback (e.g. \"127.0.0.1\"), never an address "
                     "the residents' LAN can reach")
-
-
-class _Server(BaseApplication):  # type: ignore[misc]
-    """gunicorn in-process with our own settings (no command line of its own)."""
-
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
-        self.factory = factory
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self.factory()
 
 
 def lan_addresses(config: Config) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -133,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _warn_without_accounts(config)
     log.info("console on http://%s:%d/", config.admin.address, config.admin.port)
-    _Server(lambda: create_app(config), server_options(config, args.workers, args.threads)).run()
+    options = server_options(config, args.workers, args.threads)
+    GunicornApp(lambda: create_app(config), options).run()
     return 0
 
 

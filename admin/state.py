@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import current_app, g
 
@@ -22,7 +22,6 @@ class AdminState:
     config: Config
     store: Store
     clock: Callable[[], float] = time.time
-    _stores: dict[str, Store] = field(default_factory=dict)
 
     @property
     def zone(self) -> dt.tzinfo | None:
@@ -31,11 +30,7 @@ class AdminState:
 
     def store_for(self, gateway_id: str) -> Store:
         """The store of one gateway on the town's Redis."""
-        if gateway_id == self.store.keys.gateway_id:
-            return self.store
-        if gateway_id not in self._stores:
-            self._stores[gateway_id] = Store(self.store.client, gateway_id)
-        return self._stores[gateway_id]
+        return self.store.for_gateway(gateway_id)
 
 
 def state() -> AdminState:

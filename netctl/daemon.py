@@ -477,25 +477,9 @@ class Gateway:
             self.metrics.add_bytes(up, down)
         return changed
 
-    def _owners(self, elements: Iterable[Element]) -> list[Session]:
-        """The sessions these elements belong to (each once)."""
-        owners: dict[str, Session] = {}
-        by_address: dict[str, Session] | None = None
-        for element in elements:
-            if element.mac is not None:
-                owner = self.sessions.get(element.mac)
-            else:
-                if by_address is None:
-                    by_address = {a: s for s in self.sessions.values()
-                                  for a in (s.ipv4, *s.ipv6)}
-                owner = by_address.get(element.ip)
-            if owner is not None:
-                owners[owner.mac] = owner
-        return list(owners.values())
-
-    def _forget_recreated(self, elements: Iterable[Element]) -> list[Session]:
-        """Sessions whose elements were (re-)created at zero forget their last readings."""
-        owners: dict[str, Session] = {}
+    def _owned(self, elements: Iterable[Element]) -> list[tuple[Element, Session]]:
+        """Each element with the session it belongs to (elements of no session left out)."""
+        pairs: list[tuple[Element, Session]] = []
         by_address: dict[str, Session] | None = None
         for element in elements:
             if element.mac is not None:
@@ -506,8 +490,19 @@ class Gateway:
                                   for a in (s.ipv4, *s.ipv6)}
                 owner = by_address.get(element.ip)
             if owner is not None:
-                forget_element(owner, element)
-                owners[owner.mac] = owner
+                pairs.append((element, owner))
+        return pairs
+
+    def _owners(self, elements: Iterable[Element]) -> list[Session]:
+        """The sessions these elements belong to (each once)."""
+        return list({owner.mac: owner for _, owner in self._owned(elements)}.values())
+
+    def _forget_recreated(self, elements: Iterable[Element]) -> list[Session]:
+        """Sessions whose elements were (re-)created at zero forget their last readings."""
+        owners: dict[str, Session] = {}
+        for element, owner in self._owned(elements):
+            forget_element(owner, element)
+            owners[owner.mac] = owner
         return list(owners.values())
 
     # --- commands ------------------------------------------------------------------------------

@@ -310,6 +310,12 @@ class Store:
         self.client: Any = client
         self.keys = Keys(gateway_id)
 
+    def for_gateway(self, gateway_id: str) -> Store:
+        """The store of another gateway on the same Redis connection (itself for its own id)."""
+        if gateway_id == self.keys.gateway_id:
+            return self
+        return Store(self.client, gateway_id)
+
     # --- commands ------------------------------------------------------------------------
 
     @_redis_errors

@@ -20,35 +20,17 @@ import multiprocessing.connection
 import signal
 import ssl
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
 from parvis.core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_problem, load_config
+from parvis.serving import GunicornApp
 from portal.metrics import MetricsListener
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 10.0
-
-
-class _Server(BaseApplication):  # type: ignore[misc]
-    """One gunicorn arbiter; each worker builds its own app (own Redis connections)."""
-
-    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
-        self.factory = factory
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self.factory()
 
 
 def check_tls(config: Config) -> None:
@@ -115,7 +97,7 @@ def _serve(config: Config, tls: bool, workers: int, threads: int,
 
     if metrics is not None:
         metrics.close_in_child()  # the parent's /metrics socket is not the arbiter's
-    _Server(lambda: create_app(config), server_options(config, tls, workers, threads)).run()
+    GunicornApp(lambda: create_app(config), server_options(config, tls, workers, threads)).run()
 
 
 def main(argv: list[str] | None = None) -> int:

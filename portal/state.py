@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
@@ -28,7 +28,6 @@ class PortalState:
     signer: UrlSigner
     handoff_secret: bytes | None = None
     clock: Callable[[], float] = time.time
-    _stores: dict[str, Store] = field(default_factory=dict)
 
     @property
     def portal_url(self) -> str:
@@ -48,11 +47,7 @@ class PortalState:
 
     def store_for(self, gateway_id: str) -> Store:
         """The store of another gateway on the same Redis (remote portal mode)."""
-        if gateway_id == self.store.keys.gateway_id:
-            return self.store
-        if gateway_id not in self._stores:
-            self._stores[gateway_id] = Store(self.store.client, gateway_id)
-        return self._stores[gateway_id]
+        return self.store.for_gateway(gateway_id)
 
 
 def state() -> PortalState:
